@@ -1,0 +1,118 @@
+"""Settings: one pydantic-settings model, built by `load_settings()` at the composition root.
+
+Environment prefix `PLIPBOT_`, nested sections with `__` (e.g. `PLIPBOT_MODEL__NAME=plip`), and an
+optional `.env` file. Nothing here is read at import time: tests and commands build their own
+`Settings` so that no global state leaks between them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Precision = Literal["fp32", "bf16", "fp16"]
+
+
+def default_data_dir() -> Path:
+    """XDG data dir, so caches and the embedded store survive across runs without configuration."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "plipbot"
+
+
+class ModelSettings(BaseModel):
+    """Which encoder answers, and how it runs."""
+
+    name: str = Field("plip", description="Registry name (plip, clip, quiltnet) or a local checkpoint path.")
+    precision: Precision = Field("fp32", description="fp32 (reference), bf16 (CPU or GPU), fp16 (GPU only).")
+    device: str = Field("auto", description="auto (cuda when present, else cpu), cpu, cuda, cuda:N.")
+    batch_size: int = Field(32, ge=1, le=1024, description="Images or prompts per forward pass.")
+    offline: bool = Field(False, description="Never try to download weights (also honoured: HF_HUB_OFFLINE=1).")
+
+
+class ZeroShotSettings(BaseModel):
+    """How suggestions are presented."""
+
+    top_k: int = Field(3, ge=1, le=50, description="Suggestions shown per image.")
+    uncertain_margin: float = Field(
+        0.15, ge=0, le=1, description="Top-1 minus top-2 probability below which an answer is 'uncertain'."
+    )
+    uncertain_entropy: float = Field(
+        0.9, ge=0, le=1, description="Normalised entropy above which an answer is 'uncertain'."
+    )
+
+
+class StoreSettings(BaseModel):
+    """Vector store: embedded qdrant-edge by default, a Qdrant server when `url` is set."""
+
+    url: str | None = Field(None, description="Qdrant server URL (http://qdrant:6333); unset = embedded store.")
+    api_key: str | None = Field(None, description="Qdrant API key, if the server requires one.")
+    timeout_s: float = Field(10.0, gt=0, description="Per-request timeout against the Qdrant server.")
+
+
+class LedgerSettings(BaseModel):
+    """Consent ledger database."""
+
+    url: str | None = Field(
+        None, description="SQLAlchemy URL (postgresql+psycopg://...); unset = SQLite under the data dir."
+    )
+
+
+class IngestSettings(BaseModel):
+    """Limits and gates for what enters the corpus."""
+
+    max_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest accepted file, in bytes.")
+    max_pixels: int = Field(64_000_000, ge=10_000, description="Decompression-bomb guard, in pixels.")
+    fetch_timeout_s: float = Field(15.0, gt=0, description="Time-out for downloading an attachment.")
+    gate_threshold: float = Field(
+        0.5, ge=0, le=1, description="Minimum 'pathology image' probability for the ingest gate."
+    )
+    duplicate_cosine: float = Field(0.95, ge=0, le=1, description="Image cosine at or above which a post is a repost.")
+
+
+class DiscordSettings(BaseModel):
+    """Discord connection; the URLs are settings so a REST proxy (or a test server) can stand in."""
+
+    token: str | None = Field(None, description="Bot token.")
+    api_base: str = Field("https://discord.com/api/v10", description="REST base URL.")
+    gateway_url: str = Field("wss://gateway.discord.gg/", description="Gateway URL.")
+
+
+class Settings(BaseSettings):
+    """All of plipbot's configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PLIPBOT_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    data_dir: Path = Field(default_factory=default_data_dir, description="Caches, weights and embedded stores.")
+    broker_url: str | None = Field(None, description="Celery broker (redis://127.0.0.1:6379/0); unset = in-process.")
+    result_backend_url: str | None = Field(None, description="Celery result backend; defaults to the broker URL.")
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    zeroshot: ZeroShotSettings = Field(default_factory=ZeroShotSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    discord: DiscordSettings = Field(default_factory=DiscordSettings)
+
+    @property
+    def models_dir(self) -> Path:
+        """Downloaded and converted weights."""
+        return self.data_dir / "models"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Derived data that can be rebuilt (text-embedding caches)."""
+        return self.data_dir / "cache"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment and `.env`; keyword overrides win (used by the CLI and tests)."""
+    return Settings(**overrides)  # type: ignore[arg-type]
