@@ -1,0 +1,1 @@
+"""Ingest: what may enter the similar-case corpus, and the steps that put it there."""

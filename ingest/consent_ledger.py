@@ -1,0 +1,575 @@
+"""Consent ledger: who agreed to let their posts into the similar-case corpus, since when, and how widely.
+
+The corpus may only grow from posts whose authors consented, so this ledger is the single source of truth
+the ingest pipeline asks *at the moment it upserts a point* (a job queued before a withdrawal must not
+slip through). It is durable (SQLite by default, PostgreSQL by URL) and keeps an append-only audit of
+every grant, scope change, withdrawal and deletion, because "what did we hold about me, and when did you
+delete it?" must be answerable long after the fact.
+
+Rules that follow from consent being given at a point in time:
+
+* A post is allowed only if a grant is active *now* and the post was made at or after that grant began.
+  A re-grant after a withdrawal is a new row, so posts from the withdrawn gap (or from the earlier grant)
+  stay out.
+* Widening the scope (server -> shared) applies to posts made from then on; older posts of the same grant
+  keep the narrower scope. Narrowing (shared -> server) applies to everything at once.
+
+Callers get frozen dataclasses, never ORM objects: every call opens and closes its own session, so nothing
+returned can lazily touch the database later (or from another thread).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+from sqlalchemy.engine import URL, Connection, Dialect, Engine, make_url
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from plipbot.errors import ConsentError, ServiceUnavailableError
+
+if TYPE_CHECKING:
+    from plipbot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+UNREACHABLE_MESSAGE = "The consent ledger database is unreachable; try again later."
+
+# Connection execution option read by the SQLite `begin` hook: write transactions take the write lock up
+# front (BEGIN IMMEDIATE), so two writers cannot both read "no active grant" and then race to insert.
+_WRITE_TRANSACTION = "plipbot_ledger_write"
+
+
+class ConsentScope(StrEnum):
+    """How far a user's posts may travel."""
+
+    SERVER = "server"
+    """Only the similar-case corpus of the server (guild) where the post was made."""
+    SHARED = "shared"
+    """The server's corpus and the public shared corpus."""
+
+
+class AuditAction(StrEnum):
+    """What an audit entry records."""
+
+    GRANT = "grant"
+    SCOPE_CHANGE = "scope_change"
+    WITHDRAW = "withdraw"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    """One grant, from `granted_at` until `withdrawn_at` (None while it is active)."""
+
+    id: int
+    user_id: int
+    guild_id: int
+    scope: ConsentScope
+    granted_at: datetime
+    scope_since: datetime
+    """When the current scope took effect: `granted_at`, or the latest scope change."""
+    withdrawn_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        """Whether the grant still holds (it has not been withdrawn)."""
+        return self.withdrawn_at is None
+
+    def scope_for(self, posted_at: datetime) -> ConsentScope | None:
+        """The scope this grant gives a post made at `posted_at`, or None if it gives none.
+
+        Pure, so the timing rules are testable without a database: consent covers posts from the moment
+        it was given, and a widened scope only covers posts made after the widening.
+        """
+        posted_at = _as_utc(posted_at, "posted_at")
+        if not self.active or posted_at < self.granted_at:
+            return None
+        if self.scope is ConsentScope.SHARED and posted_at < self.scope_since:
+            return ConsentScope.SERVER
+        return self.scope
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One line of the append-only audit: who did what to whose consent, and when."""
+
+    id: int
+    at: datetime
+    action: AuditAction
+    user_id: int
+    guild_id: int | None
+    """None for actions that span every guild (a deletion after `plipbot forget --user`)."""
+    scope: ConsentScope | None
+    actor_id: int
+    """The user themself, or the operator who acted for them (e.g. through the CLI)."""
+    detail: Mapping[str, Any] | None
+
+
+def _as_utc(value: datetime, name: str) -> datetime:
+    """Reject naive datetimes: a naive time from a worker in another zone would silently shift consent."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware, got naive {value!r}")
+    return value.astimezone(UTC)
+
+
+def _parse_scope(scope: ConsentScope | str) -> ConsentScope:
+    """Accept the enum or its text (CLI and button payloads arrive as text)."""
+    try:
+        return ConsentScope(scope)
+    except ValueError:
+        allowed = ", ".join(member.value for member in ConsentScope)
+        raise ConsentError(f"Unknown consent scope {scope!r}; use one of: {allowed}.") from None
+
+
+class _UtcDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC in, timezone-aware UTC out, on every backend.
+
+    PostgreSQL stores `timestamptz`; SQLite has no time zones, so we store naive UTC text there and
+    re-attach UTC on read (a naive value would otherwise compare wrongly with Discord's aware timestamps).
+    """
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(timezone=True)
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = _as_utc(value, "timestamp")
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _enum_column(enum_class: type[StrEnum], *, nullable: bool = False) -> Any:
+    """Store the enum's value ('server'), not its Python name, as plain text (no native PostgreSQL type
+    to migrate when a value is added)."""
+    return mapped_column(
+        sa.Enum(
+            enum_class,
+            native_enum=False,
+            length=16,
+            values_callable=lambda members: [member.value for member in members],
+            validate_strings=True,
+        ),
+        nullable=nullable,
+    )
+
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+_RowId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _ConsentRow(_Base):
+    __tablename__ = "consents"
+    __table_args__ = (
+        # At most one active grant per user and guild, even with several workers writing at once.
+        sa.Index(
+            "uq_consents_active",
+            "user_id",
+            "guild_id",
+            unique=True,
+            sqlite_where=sa.text("withdrawn_at IS NULL"),
+            postgresql_where=sa.text("withdrawn_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(_RowId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(sa.BigInteger, index=True)
+    guild_id: Mapped[int] = mapped_column(sa.BigInteger, index=True)
+    scope: Mapped[ConsentScope] = _enum_column(ConsentScope)
+    granted_at: Mapped[datetime] = mapped_column(_UtcDateTime())
+    scope_since: Mapped[datetime] = mapped_column(_UtcDateTime())
+    withdrawn_at: Mapped[datetime | None] = mapped_column(_UtcDateTime(), nullable=True)
+
+    def to_consent(self) -> Consent:
+        return Consent(
+            id=self.id,
+            user_id=self.user_id,
+            guild_id=self.guild_id,
+            scope=ConsentScope(self.scope),
+            granted_at=self.granted_at,
+            scope_since=self.scope_since,
+            withdrawn_at=self.withdrawn_at,
+        )
+
+
+class _AuditRow(_Base):
+    """Append-only: the ledger only ever inserts these rows."""
+
+    __tablename__ = "consent_audit"
+
+    id: Mapped[int] = mapped_column(_RowId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(_UtcDateTime())
+    action: Mapped[AuditAction] = _enum_column(AuditAction)
+    user_id: Mapped[int] = mapped_column(sa.BigInteger, index=True)
+    guild_id: Mapped[int | None] = mapped_column(sa.BigInteger, index=True, nullable=True)
+    scope: Mapped[ConsentScope | None] = _enum_column(ConsentScope, nullable=True)
+    actor_id: Mapped[int] = mapped_column(sa.BigInteger)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
+
+    def to_entry(self) -> AuditEntry:
+        return AuditEntry(
+            id=self.id,
+            at=self.at,
+            action=AuditAction(self.action),
+            user_id=self.user_id,
+            guild_id=self.guild_id,
+            scope=None if self.scope is None else ConsentScope(self.scope),
+            actor_id=self.actor_id,
+            detail=None if self.detail is None else dict(self.detail),
+        )
+
+
+def _sqlite_parent_dir(url: URL) -> Path | None:
+    """The folder a file-backed SQLite URL lives in; None for in-memory databases."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser().parent
+
+
+def _serialise_sqlite_writers(engine: Engine) -> None:
+    """Make SQLite write transactions take the write lock when they begin, not at their first write.
+
+    pysqlite's default deferred BEGIN lets two writers both read "no active grant", after which one of
+    them fails with "database is locked" instead of waiting. WAL keeps readers (`allows` on every
+    upsert) from blocking on writers.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        if connection.get_execution_options().get(_WRITE_TRANSACTION):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            connection.exec_driver_sql("BEGIN")
+
+
+def _create_engine(url: str) -> Engine:
+    """Build the engine for `url`; configuration mistakes become ConsentError, not tracebacks."""
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError:
+        raise ConsentError("The consent ledger URL is not a valid database URL.") from None
+    backend = parsed.get_backend_name()
+    try:
+        driver = parsed.get_driver_name()  # loads the dialect: an unknown name fails here
+    except (exc.ArgumentError, exc.NoSuchModuleError, ImportError) as err:
+        raise ConsentError(f"The consent ledger URL names an unusable database driver ({backend}).") from err
+    connect_args: dict[str, Any] = {}
+    if backend == "sqlite":
+        parent = _sqlite_parent_dir(parsed)
+        if parent is not None:
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise ConsentError(
+                    f"Cannot create the consent ledger folder {parent}: {err.strerror or err}."
+                ) from err
+        connect_args["timeout"] = 30  # seconds a writer waits for the lock before giving up
+    elif driver in {"psycopg", "psycopg2"}:
+        connect_args["connect_timeout"] = 10  # fail fast instead of hanging on a dead host
+    try:
+        engine = sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+    except (exc.ArgumentError, exc.NoSuchModuleError, ImportError) as err:
+        raise ConsentError(f"The consent ledger URL names an unusable database driver ({backend}).") from err
+    if backend == "sqlite":
+        _serialise_sqlite_writers(engine)
+    return engine
+
+
+class ConsentLedger:
+    """The durable record of consent, shared by the bot, the ingest workers and the CLI.
+
+    Thread-safe: each call runs in its own short transaction from a connection pool.
+    """
+
+    def __init__(self, url: str) -> None:
+        """Connect to `url` and create the tables if they are missing.
+
+        Raises ConsentError for an unusable URL and ServiceUnavailableError if the database is down.
+        """
+        self._engine = _create_engine(url)
+        try:
+            _Base.metadata.create_all(self._engine)
+        except (exc.OperationalError, exc.InterfaceError) as err:
+            self._engine.dispose()
+            log.warning("consent ledger unreachable while creating tables: %s", err.orig)
+            raise ServiceUnavailableError(UNREACHABLE_MESSAGE) from err
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        """The ledger the settings point at: `ledger.url`, else SQLite in the data dir."""
+        url = settings.ledger.url or f"sqlite:///{settings.data_dir}/consent.sqlite3"
+        return cls(url)
+
+    def close(self) -> None:
+        """Release pooled connections (the ledger must not be used afterwards)."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc_value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[Session]:
+        """One session, one transaction, committed on success; a lost database becomes a short message."""
+        try:
+            with Session(self._engine, expire_on_commit=False) as session, session.begin():
+                # Take the connection now so the SQLite hook sees the write flag before BEGIN.
+                session.connection(execution_options={_WRITE_TRANSACTION: write})
+                yield session
+        except (exc.OperationalError, exc.InterfaceError) as err:
+            log.warning("consent ledger unreachable: %s", err.orig)
+            raise ServiceUnavailableError(UNREACHABLE_MESSAGE) from err
+
+    @staticmethod
+    def _find_active(session: Session, user_id: int, guild_id: int | None) -> Sequence[_ConsentRow]:
+        """Active grants of a user (in one guild, or all), locked until commit on PostgreSQL.
+
+        FOR UPDATE makes a concurrent withdraw or scope change wait, then re-check `withdrawn_at IS NULL`,
+        so the same grant is never withdrawn (and audited) twice.
+        """
+        statement = (
+            sa.select(_ConsentRow)
+            .where(_ConsentRow.user_id == user_id, _ConsentRow.withdrawn_at.is_(None))
+            .order_by(_ConsentRow.id)
+            .with_for_update()
+        )
+        if guild_id is not None:
+            statement = statement.where(_ConsentRow.guild_id == guild_id)
+        return session.scalars(statement).all()
+
+    def grant(
+        self,
+        user_id: int,
+        guild_id: int,
+        scope: ConsentScope | str,
+        *,
+        actor_id: int | None = None,
+        at: datetime | None = None,
+    ) -> Consent:
+        """Record that `user_id` consents, in `guild_id`, to `scope`; returns the active grant.
+
+        Granting while a grant is active changes its scope (audited as a scope change); granting the same
+        scope again changes nothing and is not audited. `actor_id` defaults to the user.
+        """
+        scope = _parse_scope(scope)
+        when = datetime.now(UTC) if at is None else _as_utc(at, "at")
+        actor = user_id if actor_id is None else actor_id
+        try:
+            return self._grant_once(user_id, guild_id, scope, actor, when)
+        except exc.IntegrityError:
+            # Another worker inserted an active grant between our read and our insert; the partial
+            # unique index refused the second one. Read again: it is now a no-op or a scope change.
+            log.info("concurrent consent grant for user %s in guild %s; retrying once", user_id, guild_id)
+        try:
+            return self._grant_once(user_id, guild_id, scope, actor, when)
+        except exc.IntegrityError as err:
+            raise ConsentError(
+                "Consent for this user changed at the same moment from elsewhere; please try again."
+            ) from err
+
+    def _grant_once(
+        self, user_id: int, guild_id: int, scope: ConsentScope, actor_id: int, when: datetime
+    ) -> Consent:
+        with self._transaction(write=True) as session:
+            active = self._find_active(session, user_id, guild_id)
+            row = active[0] if active else None
+            if row is None:
+                row = _ConsentRow(
+                    user_id=user_id,
+                    guild_id=guild_id,
+                    scope=scope,
+                    granted_at=when,
+                    scope_since=when,
+                    withdrawn_at=None,
+                )
+                session.add(row)
+                session.add(
+                    _AuditRow(
+                        at=when,
+                        action=AuditAction.GRANT,
+                        user_id=user_id,
+                        guild_id=guild_id,
+                        scope=scope,
+                        actor_id=actor_id,
+                    )
+                )
+            elif row.scope != scope:
+                previous = ConsentScope(row.scope)
+                changed_at = max(when, row.granted_at)
+                row.scope = scope
+                row.scope_since = changed_at
+                session.add(
+                    _AuditRow(
+                        at=changed_at,
+                        action=AuditAction.SCOPE_CHANGE,
+                        user_id=user_id,
+                        guild_id=guild_id,
+                        scope=scope,
+                        actor_id=actor_id,
+                        detail={"previous_scope": previous.value},
+                    )
+                )
+            session.flush()
+            return row.to_consent()
+
+    def withdraw(
+        self,
+        user_id: int,
+        guild_id: int | None = None,
+        *,
+        actor_id: int | None = None,
+        at: datetime | None = None,
+    ) -> list[Consent]:
+        """Withdraw the user's active grant in `guild_id`, or in every guild when it is None.
+
+        Returns the grants withdrawn (empty when none was active; nothing is audited then). A withdrawal
+        time earlier than the grant (clock skew between workers) is clamped to the grant time.
+        """
+        when = datetime.now(UTC) if at is None else _as_utc(at, "at")
+        actor = user_id if actor_id is None else actor_id
+        with self._transaction(write=True) as session:
+            withdrawn: list[Consent] = []
+            for row in self._find_active(session, user_id, guild_id):
+                row.withdrawn_at = max(when, row.granted_at)
+                session.add(
+                    _AuditRow(
+                        at=row.withdrawn_at,
+                        action=AuditAction.WITHDRAW,
+                        user_id=user_id,
+                        guild_id=row.guild_id,
+                        scope=row.scope,
+                        actor_id=actor,
+                        detail={"all_guilds": True} if guild_id is None else None,
+                    )
+                )
+                withdrawn.append(row.to_consent())
+            return withdrawn
+
+    def current(self, user_id: int, guild_id: int) -> Consent | None:
+        """The user's active grant in the guild, if any."""
+        with self._transaction(write=False) as session:
+            row = session.scalars(
+                sa.select(_ConsentRow).where(
+                    _ConsentRow.user_id == user_id,
+                    _ConsentRow.guild_id == guild_id,
+                    _ConsentRow.withdrawn_at.is_(None),
+                )
+            ).one_or_none()
+            return None if row is None else row.to_consent()
+
+    def allows(self, user_id: int, guild_id: int, posted_at: datetime) -> ConsentScope | None:
+        """The scope a post made at `posted_at` may enter with, or None if it may not enter at all.
+
+        Call it when the point is upserted, not when the job was queued: a withdrawal in between must
+        win. Both scopes are truthy, so `if ledger.allows(...)` reads as a yes/no.
+        """
+        posted_at = _as_utc(posted_at, "posted_at")
+        consent = self.current(user_id, guild_id)
+        return None if consent is None else consent.scope_for(posted_at)
+
+    def history(self, user_id: int, guild_id: int | None = None) -> list[Consent]:
+        """Every grant of the user (in one guild or all), oldest first, withdrawn ones included."""
+        with self._transaction(write=False) as session:
+            statement = sa.select(_ConsentRow).where(_ConsentRow.user_id == user_id).order_by(_ConsentRow.id)
+            if guild_id is not None:
+                statement = statement.where(_ConsentRow.guild_id == guild_id)
+            return [row.to_consent() for row in session.scalars(statement)]
+
+    def withdrawn_users(self, guild_id: int) -> frozenset[int]:
+        """Users who once consented in the guild and have no active grant there now.
+
+        Lets a periodic sweep re-delete points whose deletion failed at withdrawal time (store down).
+        """
+        with self._transaction(write=False) as session:
+            active_users = sa.select(_ConsentRow.user_id).where(
+                _ConsentRow.guild_id == guild_id, _ConsentRow.withdrawn_at.is_(None)
+            )
+            statement = (
+                sa.select(_ConsentRow.user_id)
+                .where(
+                    _ConsentRow.guild_id == guild_id,
+                    _ConsentRow.withdrawn_at.is_not(None),
+                    _ConsentRow.user_id.not_in(active_users),
+                )
+                .distinct()
+            )
+            return frozenset(session.scalars(statement))
+
+    def record_deletion(
+        self,
+        user_id: int,
+        guild_id: int | None,
+        points_deleted: int,
+        *,
+        actor_id: int | None = None,
+        detail: Mapping[str, Any] | None = None,
+        at: datetime | None = None,
+    ) -> AuditEntry:
+        """Audit that the user's points were deleted from the corpus (`guild_id` None: from every guild).
+
+        `detail` must be JSON-serialisable; `points_deleted` is stored in it.
+        """
+        if points_deleted < 0:
+            raise ValueError(f"points_deleted must be >= 0, got {points_deleted}")
+        when = datetime.now(UTC) if at is None else _as_utc(at, "at")
+        with self._transaction(write=True) as session:
+            row = _AuditRow(
+                at=when,
+                action=AuditAction.DELETE,
+                user_id=user_id,
+                guild_id=guild_id,
+                scope=None,
+                actor_id=user_id if actor_id is None else actor_id,
+                detail={**(detail or {}), "points_deleted": points_deleted},
+            )
+            session.add(row)
+            session.flush()
+            return row.to_entry()
+
+    def audit(self, user_id: int | None = None, guild_id: int | None = None) -> list[AuditEntry]:
+        """Audit entries in the order they were recorded, optionally for one user and/or one guild.
+
+        Filtering by guild leaves out guild-wide entries (guild_id None); filter by user to see those.
+        """
+        with self._transaction(write=False) as session:
+            statement = sa.select(_AuditRow).order_by(_AuditRow.id)
+            if user_id is not None:
+                statement = statement.where(_AuditRow.user_id == user_id)
+            if guild_id is not None:
+                statement = statement.where(_AuditRow.guild_id == guild_id)
+            return [row.to_entry() for row in session.scalars(statement)]
