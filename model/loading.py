@@ -29,7 +29,9 @@ def build_clip(open_clip_config: dict[str, Any], state_dict: dict[str, torch.Ten
     try:
         model.load_state_dict(state_dict, strict=True, assign=True)
     except RuntimeError as err:
-        raise UnknownModelError(f"The weights do not fit the architecture: {str(err).splitlines()[0]}") from err
+        raise UnknownModelError(
+            f"The weights do not fit the architecture: {str(err).splitlines()[0]}"
+        ) from err
     model.attn_mask = causal_mask(model.context_length)
     leftovers = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if leftovers:

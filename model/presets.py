@@ -38,9 +38,21 @@ def _build() -> dict[str, LabelSet]:
             ],
             [_PATCH],
         ),
-        _simple("pannuke", "PanNuke: benign vs malignant tissue (19 organs).", ["benign", "malignant"], [_TISSUE]),
-        _simple("digestpath", "DigestPath: benign vs malignant colonoscopy tissue.", ["benign", "malignant"], [_TISSUE]),
-        _simple("wsss4luad", "WSSS4LUAD: lung adenocarcinoma tumor vs normal tissue.", ["tumor", "normal"], [_TISSUE]),
+        _simple(
+            "pannuke", "PanNuke: benign vs malignant tissue (19 organs).", ["benign", "malignant"], [_TISSUE]
+        ),
+        _simple(
+            "digestpath",
+            "DigestPath: benign vs malignant colonoscopy tissue.",
+            ["benign", "malignant"],
+            [_TISSUE],
+        ),
+        _simple(
+            "wsss4luad",
+            "WSSS4LUAD: lung adenocarcinoma tumor vs normal tissue.",
+            ["tumor", "normal"],
+            [_TISSUE],
+        ),
         _simple(
             "organ",
             "Broad: which organ system a section comes from (for servers that configured nothing).",

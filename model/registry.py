@@ -19,7 +19,9 @@ class WeightsFormat(StrEnum):
     """How a checkpoint is laid out on disk."""
 
     HF_CLIP = "hf-clip"  # transformers CLIPModel: config.json + model.safetensors | pytorch_model.bin
-    OPEN_CLIP = "open-clip"  # open_clip_config.json + open_clip_model.safetensors | open_clip_pytorch_model.bin
+    OPEN_CLIP = (
+        "open-clip"  # open_clip_config.json + open_clip_model.safetensors | open_clip_pytorch_model.bin
+    )
 
 
 @dataclass(frozen=True)

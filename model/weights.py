@@ -73,7 +73,8 @@ def _resolve_registry(spec: ModelSpec, models_dir: Path, *, offline: bool) -> Re
     if offline or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False"):
         raise WeightsMissingError(
             f"{spec.title} weights are not cached in {models_dir} and downloads are off: run "
-            f"`plipbot model fetch {spec.name}` where the Hugging Face Hub is reachable, or pass --model PATH."
+            f"`plipbot model fetch {spec.name}` where the Hugging Face Hub is reachable, "
+            "or pass --model PATH."
         )
     return fetch_registry_model(spec, models_dir)
 
@@ -114,7 +115,8 @@ def fetch_registry_model(spec: ModelSpec, models_dir: Path) -> ResolvedWeights:
     if reason is not None:
         raise WeightsMissingError(
             f"{spec.title} weights are not cached and cannot be downloaded: {reason}. Run "
-            f"`plipbot model fetch {spec.name}` where the Hugging Face Hub is reachable, or pass --model PATH."
+            f"`plipbot model fetch {spec.name}` where the Hugging Face Hub is reachable, "
+            "or pass --model PATH."
         )
     from huggingface_hub import HfApi, hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
@@ -132,19 +134,26 @@ def fetch_registry_model(spec: ModelSpec, models_dir: Path) -> ResolvedWeights:
         weights_path: Path | None = None
         for name in dict.fromkeys(preferred):
             try:
-                weights_path = Path(hf_hub_download(spec.repo_id, name, revision=revision, cache_dir=hub_cache))
+                weights_path = Path(
+                    hf_hub_download(spec.repo_id, name, revision=revision, cache_dir=hub_cache)
+                )
                 break
             except (HfHubHTTPError, LocalEntryNotFoundError):
                 continue
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as err:
-        raise WeightsMissingError(f"Could not download {spec.title} from the Hugging Face Hub: {err}") from err
+        raise WeightsMissingError(
+            f"Could not download {spec.title} from the Hugging Face Hub: {err}"
+        ) from err
     if weights_path is None:
-        raise WeightsMissingError(f"{spec.repo_id}@{revision} has none of the weight files {list(weight_names)}.")
+        raise WeightsMissingError(
+            f"{spec.repo_id}@{revision} has none of the weight files {list(weight_names)}."
+        )
     digest = sha256_file(weights_path)
     expected = spec.weights_sha256.get(weights_path.name)
     if expected is not None and digest != expected:
         raise WeightsMissingError(
-            f"{spec.title} weights from {spec.repo_id}@{revision} do not match the published SHA-256; refusing them."
+            f"{spec.title} weights from {spec.repo_id}@{revision} do not match the published SHA-256; "
+            "refusing them."
         )
     identity = ModelIdentity(
         name=spec.name,
@@ -219,7 +228,11 @@ def _identity_for_local(weights_path: Path, digest: str) -> ModelIdentity:
     for spec in REGISTRY.values():
         if weights_path.name in spec.weights_sha256 and spec.weights_sha256[weights_path.name] == digest:
             return ModelIdentity(
-                name=spec.name, title=spec.title, source=spec.repo_id, revision=spec.revision or digest, verified=True
+                name=spec.name,
+                title=spec.title,
+                source=spec.repo_id,
+                revision=spec.revision or digest,
+                verified=True,
             )
     return ModelIdentity(
         name="local",

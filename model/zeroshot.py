@@ -84,7 +84,9 @@ class LabelSet:
                 _check_template(template)
 
     @classmethod
-    def from_texts(cls, texts: Sequence[str], templates: Sequence[str] = (), name: str = "custom") -> LabelSet:
+    def from_texts(
+        cls, texts: Sequence[str], templates: Sequence[str] = (), name: str = "custom"
+    ) -> LabelSet:
         """Labels given on a command line or in a slash command, all sharing the same templates."""
         cleaned = tuple(t.strip() for t in texts)
         return cls(name=name, labels=tuple(Label(t, tuple(templates)) for t in cleaned))
@@ -93,7 +95,9 @@ class LabelSet:
         """The same labels prompted with other templates (e.g. `--template`)."""
         for template in templates:
             _check_template(template)
-        return LabelSet(self.name, tuple(Label(lb.text, tuple(templates)) for lb in self.labels), self.description)
+        return LabelSet(
+            self.name, tuple(Label(lb.text, tuple(templates)) for lb in self.labels), self.description
+        )
 
     @property
     def texts(self) -> list[str]:
@@ -103,7 +107,8 @@ class LabelSet:
     def prompts(self, default_template: str) -> list[list[str]]:
         """For each label, its filled-in prompts."""
         return [
-            [t.replace("{}", label.text) for t in (label.templates or (default_template,))] for label in self.labels
+            [t.replace("{}", label.text) for t in (label.templates or (default_template,))]
+            for label in self.labels
         ]
 
 

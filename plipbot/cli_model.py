@@ -132,7 +132,7 @@ def run_classify(args: argparse.Namespace, container: Container) -> int:
             print(f"  {rank}. {s.label:<{width}}  {s.probability:6.1%}  {bar}")
         if pred.uncertain:
             print(f"  uncertain: the top labels are close (margin {pred.margin:.2f}); treat as 'don't know'.")
-    print(f"model: {identity.label}{'' if identity.verified or identity.name != 'local' else ' (unverified weights)'}")
+    print(f"model: {identity.label}")
     print(DISCLAIMER)
     return 0
 
@@ -146,7 +146,10 @@ def run_model_list(args: argparse.Namespace, container: Container) -> int:
     print(f"{'name':<10} {'revision':<10} {'cached':<7} source")
     for name, spec in sorted(REGISTRY.items()):
         cached = cached_registry_weights(name, models_dir)
-        print(f"{name:<10} {spec.short_revision:<10} {'yes' if cached else 'no':<7} {spec.repo_id}  {spec.title}")
+        print(
+            f"{name:<10} {spec.short_revision:<10} {'yes' if cached else 'no':<7} "
+            f"{spec.repo_id}  {spec.title}"
+        )
     print(f"weights directory: {models_dir}")
     return 0
 

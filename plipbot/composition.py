@@ -13,10 +13,14 @@ from typing import TYPE_CHECKING
 from plipbot.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from celery import Celery
+
     from model.encoder import ClipEncoder
     from model.images import ImageLimits
     from model.weights import ResolvedWeights
     from model.zeroshot import ZeroShotClassifier
+    from workers.blobs import BlobStore
+    from workers.client import TaskClient
 
 
 class Container:
@@ -63,4 +67,37 @@ class Container:
         """Size and pixel caps applied to every image we decode."""
         from model.images import ImageLimits
 
-        return ImageLimits(max_bytes=self.settings.ingest.max_bytes, max_pixels=self.settings.ingest.max_pixels)
+        return ImageLimits(
+            max_bytes=self.settings.ingest.max_bytes, max_pixels=self.settings.ingest.max_pixels
+        )
+
+    @cached_property
+    def celery_app(self) -> Celery:
+        """The Celery app for sending tasks (no tasks registered); needs `broker_url`."""
+        from workers.app import create_celery_app
+
+        return create_celery_app(self.settings)
+
+    @cached_property
+    def blob_store(self) -> BlobStore:
+        """Uploaded bytes for tasks: Redis next to the broker, or process memory in embedded mode."""
+        from workers.blobs import MemoryBlobStore, RedisBlobStore
+
+        workers = self.settings.workers
+        url = workers.blob_url or self.settings.result_backend_url or self.settings.broker_url
+        if url is None:
+            return MemoryBlobStore(ttl_s=workers.blob_ttl_s, max_bytes=self.settings.ingest.max_bytes)
+        return RedisBlobStore.from_url(
+            url,
+            ttl_s=workers.blob_ttl_s,
+            max_bytes=self.settings.ingest.max_bytes,
+            prefix=workers.key_prefix,
+            connect_timeout_s=workers.connect_timeout_s,
+        )
+
+    @cached_property
+    def task_client(self) -> TaskClient:
+        """How the bot runs tasks: through the broker, or on an embedded worker in this process."""
+        from workers.client import TaskClient
+
+        return TaskClient.from_container(self)

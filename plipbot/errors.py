@@ -45,7 +45,7 @@ class StoreError(PlipbotError):
 
 
 class ConsentError(PlipbotError):
-    """A consent request cannot be honoured as asked (unknown scope, unusable ledger location, a lost race)."""
+    """A consent request cannot be honoured as asked (unknown scope, bad ledger location, a lost race)."""
 
 
 class FetchError(PlipbotError):

@@ -27,7 +27,12 @@ TINY = {
 }
 VIT_B_32 = {
     "projection_dim": 512,
-    "text": {"hidden_size": 512, "intermediate_size": 2048, "num_attention_heads": 8, "num_hidden_layers": 12},
+    "text": {
+        "hidden_size": 512,
+        "intermediate_size": 2048,
+        "num_attention_heads": 8,
+        "num_hidden_layers": 12,
+    },
     "vision": {
         "hidden_size": 768,
         "intermediate_size": 3072,
@@ -122,7 +127,10 @@ def make_open_clip_checkpoint(directory: Path, *, seed: int = 0) -> None:
     }
     model = CLIP(**model_cfg)
     directory.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(directory / "open_clip_model.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(directory / "open_clip_model.safetensors"),
+    )
     (directory / "open_clip_config.json").write_text(
         json.dumps(
             {

@@ -62,9 +62,13 @@ def test_rgba_and_grayscale_inputs_are_converted_like_viewers_show_them(encoder:
     np.testing.assert_allclose(encoder.encode_images([rgba]), encoder.encode_images([rgb]), atol=1e-6)
     transparent = Image.new("RGBA", (200, 200), (255, 0, 0, 0))  # fully transparent red -> white
     white = Image.new("RGB", (200, 200), (255, 255, 255))
-    np.testing.assert_allclose(encoder.encode_images([transparent]), encoder.encode_images([white]), atol=1e-6)
+    np.testing.assert_allclose(
+        encoder.encode_images([transparent]), encoder.encode_images([white]), atol=1e-6
+    )
     gray = rgb.convert("L")
-    np.testing.assert_allclose(encoder.encode_images([gray]), encoder.encode_images([gray.convert("RGB")]), atol=1e-6)
+    np.testing.assert_allclose(
+        encoder.encode_images([gray]), encoder.encode_images([gray.convert("RGB")]), atol=1e-6
+    )
 
 
 @pytest.mark.slow

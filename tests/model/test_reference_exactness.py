@@ -66,7 +66,9 @@ def _reference_embeddings(directory: Path, images: list[Image.Image], texts: lis
 
 
 def _encoder(directory: Path, tmp_path: Path, **kwargs: object) -> ClipEncoder:
-    return ClipEncoder.from_weights(resolve_weights(str(directory), tmp_path / "models"), device="cpu", **kwargs)
+    return ClipEncoder.from_weights(
+        resolve_weights(str(directory), tmp_path / "models"), device="cpu", **kwargs
+    )
 
 
 def _assert_matches_reference(directory: Path, tmp_path: Path) -> None:
@@ -84,7 +86,9 @@ def _assert_matches_reference(directory: Path, tmp_path: Path) -> None:
     np.testing.assert_allclose(ours_txt, ref_txt, atol=1e-4, rtol=0)
     assert encoder.logit_scale == pytest.approx(ref_scale, rel=1e-6)
 
-    labels = LabelSet.from_texts(["adipose tissue", "debris", "lymphocytes", "mucus"], ["An H&E image patch of {}."])
+    labels = LabelSet.from_texts(
+        ["adipose tissue", "debris", "lymphocytes", "mucus"], ["An H&E image patch of {}."]
+    )
     ref_label_txt = _reference_embeddings(directory, [], [p[0] for p in labels.prompts("")])[1]
     ref_probs = torch.softmax(torch.from_numpy(ref_scale * ref_img @ ref_label_txt.T), dim=-1).numpy()
     ours_probs = ZeroShotClassifier(encoder).probabilities(ours_img, labels)
@@ -111,8 +115,9 @@ def test_pytorch_model_bin_and_gelu_checkpoints_match(tmp_path: Path) -> None:
 
 def test_wrong_activation_would_be_visible(tiny_checkpoint: Path, tmp_path: Path) -> None:
     """Guard on the guard: loading QuickGELU weights as GELU changes embeddings well above 1e-4."""
-    from model.loading import build_clip
     from safetensors.torch import load_file
+
+    from model.loading import build_clip
 
     weights = resolve_weights(str(tiny_checkpoint), tmp_path / "models")
     state = load_file(str(weights.safetensors_path))

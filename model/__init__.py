@@ -1,0 +1,1 @@
+"""Model side of plipbot: image decoding, encoders, weights and preprocessing."""
