@@ -22,12 +22,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.encoder import ClipEncoder  # noqa: E402
-from model.loading import load_clip  # noqa: E402
-from model.preprocess import preprocess_batch  # noqa: E402
-from model.weights import resolve_weights  # noqa: E402
-from tests.checkpoints import VIT_B_32, make_hf_clip  # noqa: E402
-from tests.imagegen import ihc  # noqa: E402
+from model.encoder import ClipEncoder
+from model.loading import load_clip
+from model.preprocess import preprocess_batch
+from model.weights import resolve_weights
+from tests.checkpoints import VIT_B_32, make_hf_clip
+from tests.imagegen import ihc
 
 
 def best_of(fn: Callable[[], object], repeats: int = 3) -> float:
@@ -61,8 +61,14 @@ def main() -> None:
     ours_load = best_of(lambda: load_clip(weights), 5)
     ref_load = best_of(lambda: CLIPModel.from_pretrained(ckpt), 3)
     rows.append(("first use: convert + cache", f"{convert_s:.2f} s", "", "once per model"))
-    rows.append(("load (cached safetensors)", f"{ours_load * 1000:.0f} ms", f"{ref_load * 1000:.0f} ms",
-                 f"{ref_load / ours_load:.1f}x faster"))
+    rows.append(
+        (
+            "load (cached safetensors)",
+            f"{ours_load * 1000:.0f} ms",
+            f"{ref_load * 1000:.0f} ms",
+            f"{ref_load / ours_load:.1f}x faster",
+        )
+    )
 
     base = ihc()
     images = [base.rotate(i % 4 * 90) for i in range(args.images)]
