@@ -15,13 +15,13 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 
-from plipbot import __version__, cli_model
+from plipbot import __version__, cli_model, cli_worker
 from plipbot.composition import Container
 from plipbot.errors import PlipbotError
 from plipbot.settings import load_settings
 
 EXIT_USER_ERROR = 2
-COMMAND_MODULES = (cli_model,)
+COMMAND_MODULES = (cli_model, cli_worker)
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -46,7 +46,12 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, object]:
     """Command-line flags that override settings (`--model`, `--precision`, `--device`, `--data-dir`)."""
     base = load_settings()
     model = base.model.model_copy()
-    for flag, field in (("model", "name"), ("precision", "precision"), ("device", "device"), ("batch_size", "batch_size")):
+    for flag, field in (
+        ("model", "name"),
+        ("precision", "precision"),
+        ("device", "device"),
+        ("batch_size", "batch_size"),
+    ):
         value = getattr(args, flag, None)
         if value is not None:
             setattr(model, field, value)
@@ -83,7 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # a bug: one line for people, the traceback with --debug
         if args.debug:
             raise
-        print(f"error: unexpected {type(err).__name__}: {err} (rerun with --debug for details)", file=sys.stderr)
+        print(
+            f"error: unexpected {type(err).__name__}: {err} (rerun with --debug for details)", file=sys.stderr
+        )
         return 1
 
 

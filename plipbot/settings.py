@@ -30,7 +30,9 @@ class ModelSettings(BaseModel):
     precision: Precision = Field("fp32", description="fp32 (reference), bf16 (CPU or GPU), fp16 (GPU only).")
     device: str = Field("auto", description="auto (cuda when present, else cpu), cpu, cuda, cuda:N.")
     batch_size: int = Field(32, ge=1, le=1024, description="Images or prompts per forward pass.")
-    offline: bool = Field(False, description="Never try to download weights (also honoured: HF_HUB_OFFLINE=1).")
+    offline: bool = Field(
+        False, description="Never try to download weights (also honoured: HF_HUB_OFFLINE=1)."
+    )
 
 
 class ZeroShotSettings(BaseModel):
@@ -48,7 +50,9 @@ class ZeroShotSettings(BaseModel):
 class StoreSettings(BaseModel):
     """Vector store: embedded qdrant-edge by default, a Qdrant server when `url` is set."""
 
-    url: str | None = Field(None, description="Qdrant server URL (http://qdrant:6333); unset = embedded store.")
+    url: str | None = Field(
+        None, description="Qdrant server URL (http://qdrant:6333); unset = embedded store."
+    )
     api_key: str | None = Field(None, description="Qdrant API key, if the server requires one.")
     timeout_s: float = Field(10.0, gt=0, description="Per-request timeout against the Qdrant server.")
 
@@ -70,7 +74,9 @@ class IngestSettings(BaseModel):
     gate_threshold: float = Field(
         0.5, ge=0, le=1, description="Minimum 'pathology image' probability for the ingest gate."
     )
-    duplicate_cosine: float = Field(0.95, ge=0, le=1, description="Image cosine at or above which a post is a repost.")
+    duplicate_cosine: float = Field(
+        0.95, ge=0, le=1, description="Image cosine at or above which a post is a repost."
+    )
 
 
 class DiscordSettings(BaseModel):
@@ -79,6 +85,35 @@ class DiscordSettings(BaseModel):
     token: str | None = Field(None, description="Bot token.")
     api_base: str = Field("https://discord.com/api/v10", description="REST base URL.")
     gateway_url: str = Field("wss://gateway.discord.gg/", description="Gateway URL.")
+
+
+class WorkerSettings(BaseModel):
+    """Task queue: queue names, limits and micro-batching (workers/app.py says why each matters)."""
+
+    gpu_queue: str = Field("gpu", description="Queue for model work (suggest, embed, search).")
+    ingest_queue: str = Field("ingest", description="Queue for corpus writes (ingest, withdraw).")
+    concurrency: int = Field(8, ge=1, le=256, description="Tasks in flight per worker by default.")
+    prefetch_multiplier: int = Field(1, ge=1, description="Messages reserved per task slot (1: fair).")
+    soft_time_limit_s: float = Field(30.0, gt=0, description="A task past this returns a timeout error.")
+    time_limit_s: float = Field(60.0, gt=0, description="A prefork child still running is killed.")
+    visibility_timeout_s: float = Field(
+        300.0, gt=0, description="Redis broker: an unacknowledged message is redelivered after this long."
+    )
+    restore_interval_s: float = Field(10.0, gt=0, description="How often workers look for such messages.")
+    result_expires_s: int = Field(3600, ge=60, description="Results are deleted after this long.")
+    client_timeout_s: float = Field(30.0, gt=0, description="How long a caller waits for a result.")
+    connect_timeout_s: float = Field(2.0, gt=0, description="Connecting to Redis (broker, results, blobs).")
+    publish_retries: int = Field(2, ge=0, description="Send retries before the broker counts as down.")
+    batch_window_ms: float = Field(10.0, ge=0, description="Longest wait for images to share a batch.")
+    batch_max: int = Field(32, ge=1, le=1024, description="Most images in one micro-batch.")
+    blob_url: str | None = Field(None, description="Redis for uploads; default: the result backend.")
+    blob_ttl_s: int = Field(900, ge=10, description="Uploaded bytes live this long.")
+    key_prefix: str = Field("", description="Prefix for every Redis key and queue (to share a Redis).")
+    embedded_threads: int = Field(4, ge=1, le=64, description="Task threads in embedded (no broker) mode.")
+    allow_file_urls: bool = Field(False, description="Tasks may read file:// image URLs (trusted callers).")
+    allow_private_urls: bool = Field(
+        False, description="Tasks may fetch links on loopback or private addresses (tests, intranets)."
+    )
 
 
 class Settings(BaseSettings):
@@ -92,15 +127,22 @@ class Settings(BaseSettings):
         extra="ignore",
     )
 
-    data_dir: Path = Field(default_factory=default_data_dir, description="Caches, weights and embedded stores.")
-    broker_url: str | None = Field(None, description="Celery broker (redis://127.0.0.1:6379/0); unset = in-process.")
-    result_backend_url: str | None = Field(None, description="Celery result backend; defaults to the broker URL.")
+    data_dir: Path = Field(
+        default_factory=default_data_dir, description="Caches, weights and embedded stores."
+    )
+    broker_url: str | None = Field(
+        None, description="Celery broker (redis://127.0.0.1:6379/0); unset = in-process."
+    )
+    result_backend_url: str | None = Field(
+        None, description="Celery result backend; defaults to the broker URL."
+    )
     model: ModelSettings = Field(default_factory=ModelSettings)
     zeroshot: ZeroShotSettings = Field(default_factory=ZeroShotSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
+    workers: WorkerSettings = Field(default_factory=WorkerSettings)
 
     @property
     def models_dir(self) -> Path:
