@@ -65,6 +65,7 @@ class AuditAction(StrEnum):
     SCOPE_CHANGE = "scope_change"
     WITHDRAW = "withdraw"
     DELETE = "delete"
+    IMPORT = "import"
 
 
 @dataclass(frozen=True, slots=True)
@@ -556,6 +557,37 @@ class ConsentLedger:
                 scope=None,
                 actor_id=user_id if actor_id is None else actor_id,
                 detail={**(detail or {}), "points_deleted": points_deleted},
+            )
+            session.add(row)
+            session.flush()
+            return row.to_entry()
+
+    def record_import(
+        self,
+        actor_id: int,
+        guild_id: int | None,
+        scope: ConsentScope | str,
+        *,
+        source: str,
+        points_added: int,
+        detail: Mapping[str, Any] | None = None,
+        at: datetime | None = None,
+    ) -> AuditEntry:
+        """Audit a bulk import: the operator (`actor_id`) vouches for the rights to `source`.
+
+        Imported cases have no Discord author whose consent could be asked; the operator's run of
+        `plipbot ingest` is the recorded consent, and this entry is its durable trace.
+        """
+        when = datetime.now(UTC) if at is None else _as_utc(at, "at")
+        with self._transaction(write=True) as session:
+            row = _AuditRow(
+                at=when,
+                action=AuditAction.IMPORT,
+                user_id=actor_id,
+                guild_id=guild_id,
+                scope=_parse_scope(scope),
+                actor_id=actor_id,
+                detail={**(detail or {}), "source": source, "points_added": points_added},
             )
             session.add(row)
             session.flush()

@@ -15,10 +15,16 @@ from plipbot.settings import Settings, load_settings
 if TYPE_CHECKING:
     from celery import Celery
 
+    from ingest.consent_ledger import ConsentLedger
+    from ingest.gate import PathologyGate
+    from ingest.pipeline import IngestPipeline
     from model.encoder import ClipEncoder
     from model.images import ImageLimits
     from model.weights import ResolvedWeights
     from model.zeroshot import ZeroShotClassifier
+    from store.base import CaseStore
+    from store.similar import SimilarCaseSearch
+    from store.thumbnails import ThumbnailStore
     from workers.blobs import BlobStore
     from workers.client import TaskClient
 
@@ -28,6 +34,7 @@ class Container:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or load_settings()
+        self._other_stores: list[CaseStore] = []
 
     @cached_property
     def weights(self) -> ResolvedWeights:
@@ -70,6 +77,80 @@ class Container:
         return ImageLimits(
             max_bytes=self.settings.ingest.max_bytes, max_pixels=self.settings.ingest.max_pixels
         )
+
+    @cached_property
+    def case_store(self) -> CaseStore:
+        """The similar-case store for the configured model (its name and revision pick the collection).
+
+        Needs only the weights' identity, not the loaded model, so `consent`/`forget` stay light.
+        """
+        from store.factory import build_case_store
+
+        return build_case_store(self.settings, self.weights.identity)
+
+    @cached_property
+    def thumbnails(self) -> ThumbnailStore:
+        """Small re-encoded thumbnails of cases (Discord attachment links expire)."""
+        from store.thumbnails import ThumbnailStore
+
+        return ThumbnailStore(self.settings.thumbnails_dir)
+
+    @cached_property
+    def consent_ledger(self) -> ConsentLedger:
+        """Who consented to what, with its append-only audit."""
+        from ingest.consent_ledger import ConsentLedger
+
+        return ConsentLedger.from_settings(self.settings)
+
+    @cached_property
+    def pathology_gate(self) -> PathologyGate:
+        """Zero-shot check that an image is a pathology image before it joins the corpus."""
+        from ingest.gate import PathologyGate
+
+        return PathologyGate(self.zero_shot, self.settings.ingest.gate_threshold)
+
+    @cached_property
+    def ingest_pipeline(self) -> IngestPipeline:
+        """fetch -> validate -> clean -> screen -> dedup -> embed -> upsert, with consent checks."""
+        from ingest.pipeline import IngestPipeline
+
+        return IngestPipeline(
+            encoder=self.encoder,
+            case_store=self.case_store,
+            thumbnails=self.thumbnails,
+            consent_ledger=self.consent_ledger,
+            settings=self.settings.ingest,
+            gate=self.pathology_gate,
+        )
+
+    @cached_property
+    def similar_search(self) -> SimilarCaseSearch:
+        """Image/text similar-case search through the privacy filter."""
+        from store.similar import SimilarCaseSearch
+
+        return SimilarCaseSearch(self.encoder, self.case_store)
+
+    def all_case_stores(self) -> list[CaseStore]:
+        """Every case collection in the store (all models ever used), for withdrawal.
+
+        Needs no model weights. Reuses the configured model's store when it is already open, since the
+        embedded engine allows one handle per shard; the others are closed by `close()`.
+        """
+        from store.catalog import open_all_case_stores
+
+        opened = [self.__dict__["case_store"]] if "case_store" in self.__dict__ else []
+        others = open_all_case_stores(self.settings, skip=frozenset(s.collection for s in opened))
+        self._other_stores.extend(others)
+        return [*opened, *others]
+
+    def close(self) -> None:
+        """Release what holds locks or connections (the embedded store allows one process)."""
+        for store in self._other_stores:
+            store.close()
+        self._other_stores.clear()
+        for name in ("case_store", "consent_ledger"):
+            if name in self.__dict__:
+                self.__dict__.pop(name).close()
 
     @cached_property
     def celery_app(self) -> Celery:

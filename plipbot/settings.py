@@ -150,6 +150,11 @@ class Settings(BaseSettings):
         return self.data_dir / "models"
 
     @property
+    def thumbnails_dir(self) -> Path:
+        """Case thumbnails (a mounted volume in production)."""
+        return self.data_dir / "thumbnails"
+
+    @property
     def cache_dir(self) -> Path:
         """Derived data that can be rebuilt (text-embedding caches)."""
         return self.data_dir / "cache"
