@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from plipbot.cli_model import _load_images, _model_flags
+from plipbot.cli_model import add_model_flags, load_images_or_fail
 from plipbot.composition import Container
 from plipbot.errors import InputFileError
 
@@ -23,7 +23,7 @@ OPERATOR_ACTOR_ID = 0
 def register(sub: Any) -> None:
     """Add this module's commands to the `plipbot` parser."""
     p = sub.add_parser("ingest", help="bulk-import a folder of images into the case corpus")
-    _model_flags(p)
+    add_model_flags(p)
     p.add_argument("directory", type=Path, metavar="DIR")
     p.add_argument("--captions", type=Path, metavar="FILE.jsonl|FILE.csv")
     p.add_argument("--source", required=True, help="name of this collection (e.g. pathpedia)")
@@ -33,7 +33,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run_ingest)
 
     p = sub.add_parser("search", help="nearest cases to an image or a text")
-    _model_flags(p)
+    add_model_flags(p)
     query = p.add_mutually_exclusive_group(required=True)
     query.add_argument("--image", metavar="PATH")
     query.add_argument("--text", metavar="TEXT")
@@ -110,7 +110,7 @@ def run_search(args: argparse.Namespace, container: Container) -> int:
     search = container.similar_search
     try:
         if args.image:
-            image = _load_images([args.image], container)[0]
+            image = load_images_or_fail([args.image], container)[0]
             if args.captions:
                 results = search.captions_for_image(image, guild_id=args.guild, k=args.k)
             else:

@@ -19,7 +19,7 @@ from plipbot.errors import InputFileError, LabelSetError
 DISCLAIMER = "Decision support only, not a diagnosis."
 
 
-def _model_flags(p: argparse.ArgumentParser) -> None:
+def add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="registry name (plip, clip, quiltnet) or a local checkpoint path")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="numeric precision (default fp32)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
@@ -30,14 +30,14 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
 def register(sub: Any) -> None:
     """Add this module's commands to the `plipbot` parser."""
     p = sub.add_parser("embed", help="write image and/or text embeddings to an .npz file")
-    _model_flags(p)
+    add_model_flags(p)
     p.add_argument("--images", nargs="+", default=[], metavar="PATH")
     p.add_argument("--texts", nargs="+", default=[], metavar="TEXT")
     p.add_argument("--out", required=True, type=Path, metavar="FILE.npz")
     p.set_defaults(func=run_embed)
 
     p = sub.add_parser("classify", help="zero-shot label suggestions for images")
-    _model_flags(p)
+    add_model_flags(p)
     p.add_argument("images", nargs="+", metavar="IMAGE")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--labels", nargs="*", metavar="LABEL", help="candidate labels")
@@ -64,7 +64,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run_presets)
 
 
-def _load_images(paths: list[str], container: Container) -> list[Any]:
+def load_images_or_fail(paths: list[str], container: Container) -> list[Any]:
     """Decode every image before the model loads, so a bad file fails fast and names itself."""
     from model.images import load_image
     from plipbot.errors import PlipbotError
@@ -85,7 +85,7 @@ def run_embed(args: argparse.Namespace, container: Container) -> int:
     """`plipbot embed`: rows L2-normalised float32, in input order."""
     if not args.images and not args.texts:
         raise InputFileError("Nothing to embed: give --images and/or --texts.")
-    images = _load_images(args.images, container)
+    images = load_images_or_fail(args.images, container)
     encoder = container.encoder
     empty = np.zeros((0, encoder.embed_dim), dtype=np.float32)
     image_emb = encoder.encode_images(images) if images else empty
@@ -117,7 +117,7 @@ def run_classify(args: argparse.Namespace, container: Container) -> int:
     top_k = args.top_k or container.settings.zeroshot.top_k
     if top_k < 1:
         raise LabelSetError("--top-k must be at least 1.")
-    images = _load_images(args.images, container)
+    images = load_images_or_fail(args.images, container)
     predictions = container.zero_shot.predict(images, label_set, top_k=top_k)
     if args.json:
         out = [{"image": path, **pred.as_dict()} for path, pred in zip(args.images, predictions, strict=True)]

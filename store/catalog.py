@@ -32,7 +32,7 @@ def open_all_case_stores(settings: Settings, skip: frozenset[str] = frozenset())
     if settings.store.url:
         from qdrant_client import QdrantClient
 
-        from store.server import ServerCaseStore, _server_errors
+        from store.server import ServerCaseStore, server_errors
 
         client = QdrantClient(
             url=settings.store.url,
@@ -40,7 +40,7 @@ def open_all_case_stores(settings: Settings, skip: frozenset[str] = frozenset())
             timeout=max(1, math.ceil(settings.store.timeout_s)),
             check_compatibility=False,
         )
-        names = [c.name for c in _server_errors(client.get_collections, "list collections").collections]
+        names = [c.name for c in server_errors(client.get_collections, "list collections").collections]
         keys = [
             k
             for k in map(key_from_collection, names)

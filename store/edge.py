@@ -1,0 +1,232 @@
+"""`EdgeCaseStore`: the embedded default, Qdrant's engine in-process through qdrant-edge-py.
+
+No server to run: a single-guild or laptop install keeps its corpus in a folder under the data dir.
+One shard (folder) per model collection, `root / collection_name`. qdrant-edge locks a shard's
+write-ahead log, so only one process may open it; a second one gets a `StoreError` saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import qdrant_edge as qe
+
+from plipbot.errors import StoreError
+from store.base import INDEXED_FIELDS, CaseStore, FieldMatch, PayloadKind, PointCriteria, ScoredCandidate
+from store.records import (
+    IMAGE_VECTOR,
+    TEXT_VECTOR,
+    CaseHit,
+    CasePayload,
+    CaseRecord,
+    ModelIdentity,
+    Vector,
+    VectorName,
+    as_vector,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_CONFIG_FILE = "edge_config.json"  # written by qdrant-edge into every shard folder
+_SCROLL_PAGE = 1000
+_LOCKED_MARKER = "WouldBlock"  # how qdrant-edge reports a WAL held by another process
+
+_SCHEMA: dict[PayloadKind, qe.PayloadSchemaType] = {
+    "integer": qe.PayloadSchemaType.Integer,
+    "keyword": qe.PayloadSchemaType.Keyword,
+    "datetime": qe.PayloadSchemaType.Datetime,
+}
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _match(condition: FieldMatch) -> qe.FieldCondition:
+    return qe.FieldCondition(condition.key, match=qe.MatchValue(condition.value))
+
+
+def _edge_filter(criteria: PointCriteria | None) -> qe.Filter | None:
+    """`PointCriteria` in qdrant-edge's filter types."""
+    if criteria is None:
+        return None
+    must: list[Any] = [_match(condition) for condition in criteria.must]
+    if criteria.created_from is not None or criteria.created_before is not None:
+        must.append(
+            qe.FieldCondition(
+                "created_at",
+                range=qe.RangeDateTime(
+                    gte=None if criteria.created_from is None else _rfc3339(criteria.created_from),
+                    lt=None if criteria.created_before is None else _rfc3339(criteria.created_before),
+                ),
+            )
+        )
+    should: list[Any] = [_match(condition) for condition in criteria.should]
+    must_not: list[Any] = [_match(condition) for condition in criteria.must_not]
+    return qe.Filter(must=must or None, should=should or None, must_not=must_not or None)
+
+
+def _record(point: Any) -> CaseRecord:
+    vectors = point.vector or {}
+    return CaseRecord(
+        id=str(point.id),
+        payload=CasePayload.from_storage(point.payload or {}),
+        image_vector=vectors[IMAGE_VECTOR],
+        text_vector=vectors.get(TEXT_VECTOR),
+    )
+
+
+class EdgeCaseStore(CaseStore):
+    """Cases of one model in a qdrant-edge shard at `root / collection_name(model)`.
+
+    Opening an existing shard happens here, so a second process fails at start-up rather than on its
+    first write. Searches are exact: nothing here runs the optimizer that would build an HNSW graph
+    (minutes of CPU per 100k points on a small machine), and brute force over 200k 512-d vectors takes
+    about as long as numpy's (20-30 ms top-10, about half that with the guild filter; see
+    bench/store_bench.py), which is ample for a chat bot and keeps results deterministic.
+    """
+
+    upsert_batch_size = 1024
+
+    def __init__(self, root: Path, model: ModelIdentity) -> None:
+        super().__init__(model)
+        self.path = Path(root) / self.collection
+        self._shard: qe.EdgeShard | None = None
+        self._dim: int | None = None
+        if (self.path / _CONFIG_FILE).exists():
+            self._dim = self._read_dim()
+            self._shard = self._engine(lambda: qe.EdgeShard.load(str(self.path)), "open")
+
+    # -- engine plumbing --------------------------------------------------------------------------
+
+    def _engine(self, call: Callable[[], T], action: str) -> T:
+        """Run a qdrant-edge call, turning its errors into `StoreError`.
+
+        qdrant-edge raises plain `Exception` for every engine failure; any other exception type comes
+        from our own code or arguments and is left alone, so bugs still surface as bugs.
+        """
+        try:
+            return call()
+        except Exception as err:
+            if type(err) is not Exception:
+                raise
+            log.warning("qdrant-edge failed to %s %s: %s", action, self.path, err)
+            if _LOCKED_MARKER in str(err):
+                raise StoreError(
+                    f"The case store at {self.path} is open in another process; only one may use it."
+                ) from err
+            raise StoreError(f"The embedded case store failed to {action} its data.") from err
+
+    def _read_dim(self) -> int:
+        try:
+            config = json.loads((self.path / _CONFIG_FILE).read_text(encoding="utf-8"))
+            return int(config["vectors"][IMAGE_VECTOR]["size"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            log.warning("unreadable shard config in %s: %s", self.path, err)
+            raise StoreError(f"The case store at {self.path} is damaged or not a case store.") from err
+
+    @property
+    def _open_shard(self) -> qe.EdgeShard:
+        if self._shard is None:
+            raise StoreError(f"The case collection {self.collection} does not exist yet.")
+        return self._shard
+
+    # -- CaseStore primitives ---------------------------------------------------------------------
+
+    def _collection_dim(self) -> int | None:
+        return self._dim
+
+    def _create_collection(self, dim: int) -> None:
+        vector_params = qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)
+        config = qe.EdgeConfig(vectors={IMAGE_VECTOR: vector_params, TEXT_VECTOR: vector_params})
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StoreError(f"Cannot create the case store folder {self.path.parent}.") from err
+        self._shard = self._engine(lambda: qe.EdgeShard.create(str(self.path), config), "create")
+        self._dim = dim
+
+    def _ensure_payload_indexes(self) -> None:
+        shard = self._open_shard
+        existing = self._engine(lambda: shard.info().payload_schema, "inspect")
+        for field_name, kind in INDEXED_FIELDS.items():
+            if field_name not in existing:
+                operation = qe.UpdateOperation.create_field_index(field_name, _SCHEMA[kind])
+                self._engine(lambda operation=operation: shard.update(operation), "index")
+
+    def _upsert(self, records: Sequence[CaseRecord]) -> None:
+        points = [qe.Point(record.id, record.vectors(), record.payload.to_storage()) for record in records]
+        shard = self._open_shard
+        self._engine(lambda: shard.update(qe.UpdateOperation.upsert_points(points)), "write")
+
+    def _retrieve(self, ids: Sequence[str]) -> list[CaseRecord]:
+        shard = self._open_shard
+        points = self._engine(lambda: shard.retrieve(list(ids), with_payload=True, with_vector=True), "read")
+        return [_record(point) for point in points]
+
+    def _count(self, criteria: PointCriteria | None) -> int:
+        shard = self._open_shard
+        request = qe.CountRequest(exact=True, filter=_edge_filter(criteria))
+        return self._engine(lambda: shard.count(request), "count")
+
+    def _delete(self, ids: Sequence[str]) -> None:
+        shard = self._open_shard
+        self._engine(lambda: shard.update(qe.UpdateOperation.delete_points(list(ids))), "delete")
+
+    def _matching_ids(self, criteria: PointCriteria) -> list[str]:
+        shard = self._open_shard
+        edge_filter = _edge_filter(criteria)
+        found: list[str] = []
+        offset: Any = None
+        while True:
+            request = qe.ScrollRequest(
+                offset=offset, limit=_SCROLL_PAGE, filter=edge_filter, with_payload=False, with_vector=False
+            )
+            page, offset = self._engine(lambda request=request: shard.scroll(request), "scroll")
+            found.extend(str(point.id) for point in page)
+            if offset is None:
+                return found
+
+    def _query(
+        self,
+        vector: Vector,
+        using: VectorName,
+        limit: int,
+        criteria: PointCriteria | None,
+        with_image_vector: bool,
+    ) -> list[ScoredCandidate]:
+        shard = self._open_shard
+        request = qe.QueryRequest(
+            limit=limit,
+            query=qe.Query.Nearest(vector.tolist(), using=using),
+            filter=_edge_filter(criteria),
+            with_payload=True,
+            with_vector=[IMAGE_VECTOR] if with_image_vector else False,
+        )
+        points = self._engine(lambda: shard.query(request), "search")
+        return [
+            ScoredCandidate(
+                hit=CaseHit(
+                    id=str(point.id),
+                    score=float(point.score),
+                    payload=CasePayload.from_storage(point.payload),
+                ),
+                image_vector=as_vector(point.vector[IMAGE_VECTOR], "image_vector")
+                if with_image_vector
+                else None,
+            )
+            for point in points
+        ]
+
+    def _close(self) -> None:
+        shard, self._shard = self._shard, None
+        if shard is not None:
+            self._engine(shard.flush, "flush")
+            self._engine(shard.close, "close")
