@@ -172,6 +172,8 @@ def _enum_column(enum_class: type[StrEnum], *, nullable: bool = False) -> Any:
     )
 
 
+_ADVISORY_NAMESPACE = 0x504C4950  # "PLIP": keeps our advisory locks apart from anyone else's
+
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
 _RowId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
@@ -357,6 +359,17 @@ class ConsentLedger:
             raise ServiceUnavailableError(UNREACHABLE_MESSAGE) from err
 
     @staticmethod
+    def _lock_user(session: Session, user_id: int) -> None:
+        """Serialise every consent change of one user (PostgreSQL; SQLite writers are serial already).
+
+        Row locks alone leave a window: a withdrawal cannot lock a grant that another transaction has
+        inserted but not committed, so audit entries could be numbered in an order that is not the
+        order the changes took effect. A transaction-scoped advisory lock per user closes it.
+        """
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(sa.select(sa.func.pg_advisory_xact_lock(_ADVISORY_NAMESPACE, user_id % (2**31))))
+
+    @staticmethod
     def _find_active(session: Session, user_id: int, guild_id: int | None) -> Sequence[_ConsentRow]:
         """Active grants of a user (in one guild, or all), locked until commit on PostgreSQL.
 
@@ -407,6 +420,7 @@ class ConsentLedger:
         self, user_id: int, guild_id: int, scope: ConsentScope, actor_id: int, when: datetime
     ) -> Consent:
         with self._transaction(write=True) as session:
+            self._lock_user(session, user_id)
             active = self._find_active(session, user_id, guild_id)
             row = active[0] if active else None
             if row is None:
@@ -464,6 +478,7 @@ class ConsentLedger:
         when = datetime.now(UTC) if at is None else _as_utc(at, "at")
         actor = user_id if actor_id is None else actor_id
         with self._transaction(write=True) as session:
+            self._lock_user(session, user_id)
             withdrawn: list[Consent] = []
             for row in self._find_active(session, user_id, guild_id):
                 row.withdrawn_at = max(when, row.granted_at)

@@ -159,8 +159,10 @@ def run_model_fetch(args: argparse.Namespace, container: Container) -> int:
     from model.registry import REGISTRY
     from model.weights import cached_registry_weights, fetch_registry_model, resolve_weights
 
-    if args.name not in REGISTRY:
-        resolve_weights(args.name, container.settings.models_dir, offline=True)  # raises a clear error
+    if args.name not in REGISTRY:  # a local checkpoint: converting it into the cache is the fetch
+        resolved = resolve_weights(args.name, container.settings.models_dir, offline=True)
+        print(f"{resolved.identity.label}: converted and cached in {resolved.safetensors_path.parent}")
+        return 0
     spec = REGISTRY[args.name]
     cached = cached_registry_weights(args.name, container.settings.models_dir)
     resolved = cached or fetch_registry_model(spec, container.settings.models_dir)

@@ -63,3 +63,16 @@ class FetchError(PlipbotError):
         self.url = url
         self.status_code = status_code
         self.retryable = retryable
+
+
+class PermissionDeniedError(PlipbotError):
+    """The member may not do this: the bot checks moderator rights itself, not only Discord's command
+    permissions (a server can loosen those in its integration settings without the bot knowing)."""
+
+
+class BotStoreError(PlipbotError):
+    """The bot's settings/feedback database cannot be used as configured, or a change lost a race."""
+
+
+class FeedbackError(PlipbotError):
+    """Feedback on an answer is malformed (unknown kind, a missing or over-long corrected label)."""

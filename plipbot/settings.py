@@ -116,6 +116,23 @@ class WorkerSettings(BaseModel):
     )
 
 
+class ObservabilitySettings(BaseModel):
+    """Logs and metrics of long-running processes (plipbot/observability.py)."""
+
+    log_format: Literal["json", "text"] = Field(
+        "text", description="text (for people) or json (one object per line, for log collectors)."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Lowest level logged by the bot and workers."
+    )
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="Serve Prometheus metrics on this port; unset = off."
+    )
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address the metrics endpoint binds (0.0.0.0 inside a container)."
+    )
+
+
 class Settings(BaseSettings):
     """All of plipbot's configuration."""
 
@@ -143,6 +160,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     workers: WorkerSettings = Field(default_factory=WorkerSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
 
     @property
     def models_dir(self) -> Path:

@@ -264,3 +264,11 @@ def test_console_script_end_to_end(tiny_checkpoint: Path, images: list[Path], tm
         timeout=120,
     )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+
+
+def test_model_fetch_of_a_local_checkpoint_converts_it(
+    capsys: pytest.CaptureFixture[str], tiny_checkpoint: Path
+) -> None:
+    code, out, err = run(capsys, "model", "fetch", str(tiny_checkpoint))
+    assert code == 0, err
+    assert "local checkpoint tiny-random-clip" in out and "cached in" in out

@@ -1,0 +1,1 @@
+"""Discord side of plipbot: thin cogs over pure answer-building modules (render, reply)."""

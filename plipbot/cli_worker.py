@@ -1,0 +1,120 @@
+"""`plipbot worker`: run a Celery worker with the project's settings.
+
+The default pool is `threads`: one process holds one copy of the model (one per GPU), and its task
+threads feed the micro-batcher, which is what batching needs. `prefork` runs one model per child
+(CPU boxes, or when hard time limits matter: only prefork can kill a stuck task); `solo` is for
+debugging. The broker comes from PLIPBOT_BROKER_URL; a missing or unreachable broker is one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from typing import Any
+
+from plipbot.composition import Container
+from plipbot.errors import PlipbotError, ServiceUnavailableError
+
+POOLS = ("threads", "prefork", "solo")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def register(sub: Any) -> None:
+    """Add `plipbot worker` to the parser."""
+    p = sub.add_parser("worker", help="run a task worker (needs PLIPBOT_BROKER_URL)")
+    p.add_argument(
+        "--queues", help="comma-separated queues or roles (gpu, ingest); default: both configured queues"
+    )
+    p.add_argument("--concurrency", type=int, help="tasks in flight (threads) or child processes (prefork)")
+    p.add_argument("--pool", choices=POOLS, default="threads", help="execution pool (default: threads)")
+    p.add_argument("--loglevel", choices=LOG_LEVELS, default="info", help="worker log level (default: info)")
+    p.set_defaults(func=run_worker)
+
+
+def resolve_queues(raw: str | None, configured: dict[str, str]) -> list[str]:
+    """Queue names from `--queues`: role names map to their configured queue, names pass as they are."""
+    if raw is None:
+        return list(dict.fromkeys(configured.values()))
+    known = set(configured.values())
+    queues = []
+    for token in (t.strip() for t in raw.split(",")):
+        if not token:
+            continue
+        name = configured.get(token, token)
+        if name not in known:
+            raise PlipbotError(f"Unknown queue '{token}'; this deployment has: {', '.join(sorted(known))}.")
+        queues.append(name)
+    if not queues:
+        raise PlipbotError("--queues needs at least one queue.")
+    return list(dict.fromkeys(queues))
+
+
+def _check_broker(app: Any, timeout_s: float) -> None:
+    """Fail in one line when the broker cannot be reached (Celery would retry forever, quietly)."""
+    from kombu.exceptions import OperationalError
+    from kombu.utils.url import maybe_sanitize_url
+
+    try:
+        with app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=timeout_s)
+    except (OperationalError, OSError) as err:
+        where = maybe_sanitize_url(app.conf.broker_url)
+        raise ServiceUnavailableError(f"Cannot reach the broker at {where}: {str(err).rstrip('.')}.") from err
+
+
+def configure_pool(app: Any, pool: str) -> None:
+    """Pool-dependent settings: only prefork can cancel running tasks when the broker connection drops
+    (their messages are redelivered anyway; a thread cannot be killed, so there it would only log errors).
+    """
+    app.conf.worker_cancel_long_running_tasks_on_connection_loss = pool == "prefork"
+
+
+def run_worker(args: argparse.Namespace, container: Container) -> int:
+    """Start the worker; returns when it shuts down (SIGTERM/SIGINT: warm shutdown)."""
+    from workers.app import queue_names
+    from workers.tasks import create_worker_app
+
+    settings = container.settings
+    queues = resolve_queues(args.queues, dict(queue_names(settings)))
+    concurrency = args.concurrency or (1 if args.pool == "solo" else settings.workers.concurrency)
+    if concurrency < 1:
+        raise PlipbotError("--concurrency must be at least 1.")
+    app, _ = create_worker_app(settings, container=container)
+    configure_pool(app, args.pool)
+    _check_broker(app, settings.workers.connect_timeout_s)
+    print(
+        f"plipbot worker: queues {','.join(queues)}; pool {args.pool} x{concurrency}; "
+        f"model {settings.model.name} ({settings.model.device}, loads on first task)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return run_celery_worker(app, queues, pool=args.pool, concurrency=concurrency, loglevel=args.loglevel)
+
+
+def run_celery_worker(
+    app: Any, queues: list[str], *, pool: str, concurrency: int, loglevel: str = "info"
+) -> int:
+    """Run a Celery worker in this process until it stops; its exit status.
+
+    Built with `app.Worker` rather than `app.worker_main`/`app.start`, which drop the status: after
+    Celery's "Unrecoverable error" (seen when Redis dies at the wrong moment) the worker stops with
+    status 1, and a supervisor (systemd `Restart=`, Kubernetes) must see it to start a fresh one.
+    No gossip, mingle or heartbeat: we use no remote control or revocation sync, and they cost a
+    second of start-up and broadcast traffic on every worker.
+    """
+    worker = app.Worker(
+        hostname=f"plipbot-{os.getpid()}@{socket.gethostname()}",
+        queues=queues,
+        pool_cls=pool,
+        concurrency=concurrency,
+        loglevel=loglevel.upper(),
+        without_gossip=True,
+        without_mingle=True,
+        without_heartbeat=True,
+    )
+    worker.start()
+    status = int(worker.exitcode or 0)
+    print(f"plipbot worker: stopped with status {status}", file=sys.stderr, flush=True)
+    return status
