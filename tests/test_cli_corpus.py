@@ -170,7 +170,7 @@ def test_import_without_captions_file_csv_and_shared_scope(
         str(import_dir / "colon/case1.png"),
         "--json",
     )
-    assert [h["caption"] for h in json.loads(out)][0] == "Mucosa"  # shared: visible without a server
+    assert json.loads(out)[0]["caption"] == "Mucosa"  # shared: visible without a server
     code, out, _ = run(capsys, *ingest_argv(tiny_checkpoint, import_dir, "--scope", "server:7"))  # every file
     assert code == 0 and "ingested 5" in out.splitlines()[0]  # hidden files are skipped, bad ones rejected
 
