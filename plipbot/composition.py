@@ -34,7 +34,7 @@ class Container:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or load_settings()
-        self._other_stores: list[CaseStore] = []
+        self._other_stores: dict[str, CaseStore] = {}
 
     @cached_property
     def weights(self) -> ResolvedWeights:
@@ -133,19 +133,23 @@ class Container:
     def all_case_stores(self) -> list[CaseStore]:
         """Every case collection in the store (all models ever used), for withdrawal.
 
-        Needs no model weights. Reuses the configured model's store when it is already open, since the
-        embedded engine allows one handle per shard; the others are closed by `close()`.
+        Needs no model weights. Each collection is opened once per process and kept (the embedded
+        engine allows one handle per shard); the configured model's store is reused when open.
         """
         from store.catalog import open_all_case_stores
 
-        opened = [self.__dict__["case_store"]] if "case_store" in self.__dict__ else []
-        others = open_all_case_stores(self.settings, skip=frozenset(s.collection for s in opened))
-        self._other_stores.extend(others)
-        return [*opened, *others]
+        opened = {
+            s.collection: s for s in ([self.__dict__["case_store"]] if "case_store" in self.__dict__ else [])
+        }
+        opened |= self._other_stores
+        for store in open_all_case_stores(self.settings, skip=frozenset(opened)):
+            self._other_stores[store.collection] = store
+            opened[store.collection] = store
+        return list(opened.values())
 
     def close(self) -> None:
         """Release what holds locks or connections (the embedded store allows one process)."""
-        for store in self._other_stores:
+        for store in self._other_stores.values():
             store.close()
         self._other_stores.clear()
         for name in ("case_store", "consent_ledger"):

@@ -36,6 +36,7 @@ ROUTES: Mapping[str, QueueRole] = {
     "plipbot.suggest": "gpu",
     "plipbot.embed_texts": "gpu",
     "plipbot.embed_images": "gpu",
+    "plipbot.answer": "gpu",
     "plipbot.search": "gpu",
     "plipbot.ingest_post": "ingest",
     "plipbot.withdraw": "ingest",

@@ -20,6 +20,16 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from plipbot.errors import ServiceUnavailableError
+from workers.case_contracts import (
+    AnswerRequest,
+    AnswerResult,
+    IngestPostRequest,
+    IngestPostResult,
+    SearchRequest,
+    SearchResult,
+    WithdrawRequest,
+    WithdrawResult,
+)
 from workers.contracts import (
     INTERNAL_MESSAGE,
     TIMEOUT_MESSAGE,
@@ -239,6 +249,28 @@ class TaskClient:
         except ValidationError as err:
             return _invalid(err)
         return self.call("plipbot.embed_images", request, EmbedResult, timeout_s=timeout_s)
+
+    # ------------------------------------------------------------------------------ corpus tasks
+
+    def answer(self, request: AnswerRequest, *, timeout_s: float | None = None) -> AnswerResult | TaskError:
+        """Suggestions and similar cases for one image (one embedding, one round trip)."""
+        return self.call("plipbot.answer", request, AnswerResult, timeout_s=timeout_s)
+
+    def search(self, request: SearchRequest, *, timeout_s: float | None = None) -> SearchResult | TaskError:
+        """Similar cases to an image or a text, through the asking server's privacy filter."""
+        return self.call("plipbot.search", request, SearchResult, timeout_s=timeout_s)
+
+    def ingest_post(
+        self, request: IngestPostRequest, *, timeout_s: float | None = None
+    ) -> IngestPostResult | TaskError:
+        """Queue one consenting post's attachment for the corpus and wait for the outcome."""
+        return self.call("plipbot.ingest_post", request, IngestPostResult, timeout_s=timeout_s)
+
+    def withdraw(
+        self, request: WithdrawRequest, *, timeout_s: float | None = None
+    ) -> WithdrawResult | TaskError:
+        """Withdraw consent and delete every trace of the user's posts."""
+        return self.call("plipbot.withdraw", request, WithdrawResult, timeout_s=timeout_s)
 
     def upload(self, data: bytes) -> ImageRef:
         """Park uploaded bytes in the blob store; the reference to put in a request."""

@@ -24,6 +24,7 @@ from workers.contracts import (
     EmbedImagesRequest,
     EmbedResult,
     EmbedTextsRequest,
+    ImageRef,
     ModelInfo,
     Suggestion,
     SuggestRequest,
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 TASKS = TaskRegistry()
 
 
-def _label_set(request: SuggestRequest) -> LabelSet:
+def label_set_for(request: SuggestRequest) -> LabelSet:
     from model.presets import DEFAULT_PRESET, get_preset
     from model.zeroshot import LabelSet
 
@@ -69,14 +70,27 @@ def _stats(batched: list[Batched[Any]], context: TaskContext) -> BatchStats:
 @TASKS.task("plipbot.suggest", request=SuggestRequest, result=SuggestResult, idempotent=True)
 def suggest(request: SuggestRequest, context: TaskContext) -> SuggestResult:
     """Zero-shot label suggestions for one image."""
+    label_set = label_set_for(request)  # a bad label set fails before any download
+    batched = embed_one_image(request.image, context)
+    return suggestion_for(request, label_set, batched, context)
+
+
+def embed_one_image(image: ImageRef, context: TaskContext) -> list[Batched[Any]]:
+    """Fetch, decode and encode one image through the micro-batcher (its vector is `[0].value`)."""
+    with context.image_session() as session:
+        loaded = context.load_image(image)
+        batched = session.run([loaded], timeout_s=context.remaining_s())
+    context.checkpoint()
+    return batched
+
+
+def suggestion_for(
+    request: SuggestRequest, label_set: LabelSet, batched: list[Batched[Any]], context: TaskContext
+) -> SuggestResult:
+    """Zero-shot suggestions from an image vector the caller already has."""
     import numpy as np
 
-    label_set = _label_set(request)  # a bad label set fails before any download
     top_k = request.top_k or context.resources.settings.zeroshot.top_k
-    with context.image_session() as session:
-        image = context.load_image(request.image)
-        batched = session.run([image], timeout_s=context.remaining_s())
-    context.checkpoint()
     model = context.resources.encoder_ready
     prediction = context.resources.predict(np.stack([batched[0].value]), label_set, top_k)[0]
     return SuggestResult(
@@ -193,3 +207,8 @@ def create_worker_app(
     resources = ResourcesHolder(settings, container)
     register_tasks(app, specs, resources)
     return app, resources
+
+
+# The corpus tasks (answer, search, ingest_post, withdraw) register themselves on TASKS when imported;
+# importing them here means every worker and the embedded mode serve them.
+from workers import case_tasks  # noqa: E402, F401
