@@ -85,6 +85,19 @@ class DiscordSettings(BaseModel):
     token: str | None = Field(None, description="Bot token.")
     api_base: str = Field("https://discord.com/api/v10", description="REST base URL.")
     gateway_url: str = Field("wss://gateway.discord.gg/", description="Gateway URL.")
+    message_content_intent: bool = Field(
+        False,
+        description="Request the privileged Message Content intent (needed only to ingest posts that "
+        "do not mention the bot); mentions and slash commands work without it.",
+    )
+    guild_ready_timeout_s: float = Field(2.0, ge=0, description="Wait for guilds at start-up before ready.")
+    cooldown_user_s: float = Field(5.0, ge=0, description="Seconds between two requests of one user.")
+    cooldown_channel_s: float = Field(1.0, ge=0, description="Seconds between two requests in one channel.")
+    max_images: int = Field(4, ge=1, le=10, description="Images answered per message (the rest are skipped).")
+    similar_cases: int = Field(3, ge=0, le=12, description="Similar cases shown per image (0: none).")
+    sync_guild_id: int | None = Field(
+        None, description="Sync slash commands to this server only (instant, for testing); unset = global."
+    )
 
 
 class WorkerSettings(BaseModel):

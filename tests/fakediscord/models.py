@@ -538,6 +538,22 @@ def command_option(name: str, value: Any, option_type: int | None = None) -> Pay
     return {"name": name, "type": option_type, "value": value}
 
 
+OPTION_SUB_COMMAND = 1
+
+
+class SubcommandOptions(dict):  # type: ignore[type-arg]
+    """Marks a slash-command option as a subcommand (`/group sub ...`) holding its own options."""
+
+
+def subcommand_option(name: str, options: Payload) -> Payload:
+    """A subcommand entry of ``data.options`` with its primitive options."""
+    return {
+        "name": name,
+        "type": OPTION_SUB_COMMAND,
+        "options": [command_option(k, v) for k, v in options.items()],
+    }
+
+
 @dataclass
 class ResolvedData:
     """``data.resolved`` of an interaction, filled while building options."""

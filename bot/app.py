@@ -1,0 +1,111 @@
+"""The discord.py client and its composition: `build_bot(container)` is all `plipbot run` calls.
+
+The bot never runs the model: it sends tasks by name through the TaskClient (to Celery workers, or
+to the in-process embedded worker when no broker is configured). Message content is a privileged
+intent; the bot works without it, because Discord still delivers the content of messages that
+mention the bot, and slash commands carry their options.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.reply import format_error
+from bot.services import BotServices
+from plipbot.errors import PlipbotError
+
+if TYPE_CHECKING:
+    from plipbot.composition import Container
+
+log = logging.getLogger(__name__)
+
+
+class PlipBot(commands.Bot):
+    """The bot: cogs hold the handlers, `services` holds everything they call."""
+
+    def __init__(self, services: BotServices) -> None:
+        settings = services.settings.discord
+        intents = discord.Intents.default()
+        intents.message_content = settings.message_content_intent
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            help_command=None,
+            guild_ready_timeout=settings.guild_ready_timeout_s,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        self.services = services
+        self.tree.on_error = self._on_app_command_error  # type: ignore[method-assign]
+
+    async def setup_hook(self) -> None:
+        """Load the cogs and sync slash commands (to one test server when configured, else globally)."""
+        from bot.cogs.admin import AdminCog
+        from bot.cogs.answers import AnswersCog
+        from bot.cogs.consent import ConsentCog
+
+        await self.add_cog(AnswersCog(self))
+        await self.add_cog(AdminCog(self))
+        await self.add_cog(ConsentCog(self))
+        guild_id = self.services.settings.discord.sync_guild_id
+        if guild_id is not None:
+            guild = discord.Object(guild_id)
+            self.tree.copy_global_to(guild=guild)
+            await self.tree.sync(guild=guild)
+        else:
+            await self.tree.sync()
+
+    async def on_ready(self) -> None:
+        log.info("connected as %s to %d server(s)", self.user, len(self.guilds))
+
+    async def on_message(self, message: discord.Message) -> None:
+        """No prefix commands: mentions are handled by the answers cog's listener."""
+
+    async def _on_app_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        cause = getattr(error, "original", error)
+        if isinstance(cause, PlipbotError):
+            text = format_error(cause.user_message)
+        elif isinstance(error, app_commands.CheckFailure):
+            text = format_error(str(error) or "You cannot use this command here.")
+        else:
+            log.error("slash command failed", exc_info=cause)
+            text = format_error("Something went wrong; it has been logged.")
+        await send_ephemeral(interaction, text)
+
+
+async def send_ephemeral(interaction: discord.Interaction, text: str) -> None:
+    """Answer privately, whether or not the interaction was already acknowledged."""
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(text, ephemeral=True)
+        else:
+            await interaction.response.send_message(text, ephemeral=True)
+    except discord.HTTPException:
+        log.warning("could not send an error reply", exc_info=True)
+
+
+def build_services(container: Container) -> BotServices:
+    """The bot's services from the composition root's container."""
+    from bot.feedback import FeedbackStore
+    from bot.guild_config import GuildConfigStore
+
+    settings = container.settings
+    return BotServices(
+        settings=settings,
+        task_client=container.task_client,
+        guild_config=GuildConfigStore.from_settings(settings),
+        feedback=FeedbackStore.from_settings(settings),
+        consent_ledger=container.consent_ledger,
+        thumbnails=container.thumbnails,
+    )
+
+
+def build_bot(container: Container) -> PlipBot:
+    """A ready-to-start bot (call `await bot.start(token)` or `bot.run(token)`)."""
+    return PlipBot(build_services(container))

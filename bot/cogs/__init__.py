@@ -1,0 +1,1 @@
+"""Thin discord.py adapters over `bot.services` and the stores."""

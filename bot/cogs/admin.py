@@ -1,0 +1,210 @@
+"""Moderator commands: `/labels ...`, `/bot enable|disable`, `/ingest enable|disable`, `/sharing`.
+
+Permission is checked here, by the bot, on every call (Manage Server, Administrator, the owner, or
+the configured moderator role): Discord's own command permissions can be changed by any server admin
+and are not enough on their own. `/labels list` is open to everyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.cogs.common import is_owner, member_role_ids, permissions_value
+from bot.moderation import parse_label_list, require_moderator
+from model.presets import preset_names
+from model.zeroshot import LabelSet
+
+if TYPE_CHECKING:
+    from bot.app import PlipBot
+
+Where = Literal["channel", "server"]
+
+
+def _describe(label_set: LabelSet, source: str) -> str:
+    labels = ", ".join(label_set.texts)
+    templates = sorted({t for label in label_set.labels for t in label.templates}) or ["(model default)"]
+    return f"Labels ({source}): {labels}\nTemplates: {' | '.join(templates)}"[:1900]
+
+
+class AdminCog(commands.Cog):
+    """Per-server and per-channel configuration."""
+
+    labels = app_commands.Group(
+        name="labels", description="The label set suggestions are chosen from", guild_only=True
+    )
+    switch_group = app_commands.Group(name="bot", description="Turn the bot on or off", guild_only=True)
+    ingest_group = app_commands.Group(
+        name="ingest", description="Which channels may grow the case corpus", guild_only=True
+    )
+
+    def __init__(self, bot: PlipBot) -> None:
+        self.bot = bot
+
+    async def _moderate(self, interaction: discord.Interaction, change: Callable[[], Any]) -> Any:
+        """Check the caller is a moderator, then run `change` (blocking DB work) in a thread."""
+        assert interaction.guild_id is not None
+        store = self.bot.services.guild_config
+        role = await asyncio.to_thread(store.moderator_role, interaction.guild_id)
+        require_moderator(
+            permissions_value(interaction.user),
+            member_role_ids(interaction.user),
+            is_owner(interaction),
+            role,
+        )
+        return await asyncio.to_thread(change)
+
+    def _channel(self, interaction: discord.Interaction, where: Where) -> int | None:
+        return interaction.channel_id if where == "channel" else None
+
+    # ------------------------------------------------------------------ /labels
+
+    @labels.command(name="list", description="Show the labels used in this channel")
+    async def labels_list(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None and interaction.channel_id is not None
+        store = self.bot.services.guild_config
+        label_set, source = await asyncio.to_thread(
+            store.effective_label_set, interaction.guild_id, interaction.channel_id
+        )
+        await interaction.response.send_message(_describe(label_set, source.value), ephemeral=True)
+
+    @labels.command(name="set", description="Replace the label set (comma-separated)")
+    async def labels_set(
+        self, interaction: discord.Interaction, labels: str, where: Where = "server"
+    ) -> None:
+        store, actor = self.bot.services.guild_config, interaction.user.id
+        result = await self._moderate(
+            interaction,
+            lambda: store.set_labels(
+                interaction.guild_id,
+                parse_label_list(labels),
+                channel_id=self._channel(interaction, where),
+                actor_id=actor,
+            ),
+        )
+        await interaction.response.send_message(_describe(result, where), ephemeral=True)
+
+    @labels.command(name="add", description="Add labels (comma-separated)")
+    async def labels_add(
+        self, interaction: discord.Interaction, labels: str, where: Where = "server"
+    ) -> None:
+        store, actor = self.bot.services.guild_config, interaction.user.id
+        result = await self._moderate(
+            interaction,
+            lambda: store.add_labels(
+                interaction.guild_id,
+                parse_label_list(labels),
+                channel_id=self._channel(interaction, where),
+                actor_id=actor,
+            ),
+        )
+        await interaction.response.send_message(_describe(result, where), ephemeral=True)
+
+    @labels.command(name="remove", description="Remove labels (comma-separated)")
+    async def labels_remove(
+        self, interaction: discord.Interaction, labels: str, where: Where = "server"
+    ) -> None:
+        store, actor = self.bot.services.guild_config, interaction.user.id
+        result = await self._moderate(
+            interaction,
+            lambda: store.remove_labels(
+                interaction.guild_id,
+                parse_label_list(labels),
+                channel_id=self._channel(interaction, where),
+                actor_id=actor,
+            ),
+        )
+        await interaction.response.send_message(_describe(result, where), ephemeral=True)
+
+    @labels.command(name="preset", description="Use a built-in label set")
+    @app_commands.choices(name=[app_commands.Choice(name=n, value=n) for n in preset_names()])
+    async def labels_preset(
+        self, interaction: discord.Interaction, name: str, where: Where = "server"
+    ) -> None:
+        store, actor = self.bot.services.guild_config, interaction.user.id
+        result = await self._moderate(
+            interaction,
+            lambda: store.use_preset(
+                interaction.guild_id, name, channel_id=self._channel(interaction, where), actor_id=actor
+            ),
+        )
+        await interaction.response.send_message(_describe(result, where), ephemeral=True)
+
+    @labels.command(name="template", description="Prompt templates with {} for the label, separated by |")
+    async def labels_template(
+        self, interaction: discord.Interaction, templates: str, where: Where = "server"
+    ) -> None:
+        store, actor = self.bot.services.guild_config, interaction.user.id
+        parts = [t.strip() for t in templates.split("|") if t.strip()]
+        result = await self._moderate(
+            interaction,
+            lambda: store.set_templates(
+                interaction.guild_id, parts, channel_id=self._channel(interaction, where), actor_id=actor
+            ),
+        )
+        await interaction.response.send_message(_describe(result, where), ephemeral=True)
+
+    # ------------------------------------------------------------------ /bot, /ingest, /sharing
+
+    async def _switch_bot(self, interaction: discord.Interaction, enabled: bool, where: Where) -> None:
+        store, actor = self.bot.services.guild_config, interaction.user.id
+        await self._moderate(
+            interaction,
+            lambda: store.set_bot_enabled(
+                interaction.guild_id, enabled, channel_id=self._channel(interaction, where), actor_id=actor
+            ),
+        )
+        state = "enabled" if enabled else "disabled"
+        await interaction.response.send_message(f"The bot is now {state} in this {where}.", ephemeral=True)
+
+    @switch_group.command(name="enable", description="Answer mentions and commands here")
+    async def bot_enable(self, interaction: discord.Interaction, where: Where = "channel") -> None:
+        await self._switch_bot(interaction, True, where)
+
+    @switch_group.command(name="disable", description="Stop answering here")
+    async def bot_disable(self, interaction: discord.Interaction, where: Where = "channel") -> None:
+        await self._switch_bot(interaction, False, where)
+
+    async def _switch_ingest(self, interaction: discord.Interaction, enabled: bool) -> None:
+        store, actor = self.bot.services.guild_config, interaction.user.id
+        await self._moderate(
+            interaction,
+            lambda: store.set_ingest_enabled(
+                interaction.guild_id, interaction.channel_id, enabled, actor_id=actor
+            ),
+        )
+        text = (
+            "Consenting members' image posts in this channel now join the case corpus."
+            if enabled
+            else "This channel no longer adds posts to the case corpus."
+        )
+        await interaction.response.send_message(text, ephemeral=True)
+
+    @ingest_group.command(name="enable", description="Let consenting members' posts here join the corpus")
+    async def ingest_enable(self, interaction: discord.Interaction) -> None:
+        await self._switch_ingest(interaction, True)
+
+    @ingest_group.command(name="disable", description="Stop adding posts from this channel")
+    async def ingest_disable(self, interaction: discord.Interaction) -> None:
+        await self._switch_ingest(interaction, False)
+
+    @app_commands.command(
+        name="sharing", description="Whether consenting members' cases may join the shared corpus"
+    )
+    @app_commands.guild_only()
+    async def sharing(self, interaction: discord.Interaction, enabled: bool) -> None:
+        store, actor = self.bot.services.guild_config, interaction.user.id
+        await self._moderate(
+            interaction, lambda: store.set_sharing(interaction.guild_id, enabled, actor_id=actor)
+        )
+        text = (
+            "Cases of members who chose 'shared' consent may now be seen by other servers."
+            if enabled
+            else "This server's cases stay private to this server."
+        )
+        await interaction.response.send_message(text, ephemeral=True)

@@ -1,0 +1,65 @@
+"""`plipbot run`: the Discord bot, with an in-process worker when no broker is configured."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from plipbot.composition import Container
+from plipbot.errors import PlipbotError
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: Any) -> None:
+    """Add `run` to the `plipbot` parser."""
+    p = sub.add_parser("run", help="run the Discord bot (needs PLIPBOT_DISCORD__TOKEN)")
+    p.add_argument("--model", help="registry name or local checkpoint path")
+    p.add_argument("--data-dir", type=Path, dest="data_dir")
+    p.set_defaults(func=run_bot)
+
+
+async def serve(container: Container) -> None:
+    """Connect and serve until cancelled; always closes the client, the task client and the stores."""
+    import discord
+
+    from bot.app import build_bot
+    from bot.discord_endpoints import point_discord_at
+
+    settings = container.settings
+    token = settings.discord.token
+    if not token:
+        raise PlipbotError(
+            "PLIPBOT_DISCORD__TOKEN is not set: create a bot in the Discord developer portal "
+            "(see docs/operations.md)."
+        )
+    restore = point_discord_at(settings.discord.api_base, settings.discord.gateway_url)
+    bot = build_bot(container)
+    mode = f"broker {settings.broker_url}" if settings.broker_url else "embedded worker (no broker)"
+    log.info("starting plipbot with %s", mode)
+    try:
+        async with bot:
+            await bot.start(token)
+    except discord.LoginFailure as err:
+        raise PlipbotError("Discord refused the bot token (PLIPBOT_DISCORD__TOKEN); check it.") from err
+    finally:
+        restore()
+        container.task_client.close()
+        bot.services.guild_config.close()
+        bot.services.feedback.close()
+        container.close()
+
+
+def run_bot(args: argparse.Namespace, container: Container) -> int:
+    """`plipbot run`."""
+    if container.settings.broker_url is None:
+        print("plipbot: embedded mode (no PLIPBOT_BROKER_URL): the model runs in this process.")
+    logging.getLogger().setLevel(logging.INFO)
+    try:
+        asyncio.run(serve(container))
+    except KeyboardInterrupt:
+        return 0
+    return 0
