@@ -203,15 +203,20 @@ class BotServices:
         return Reply(content, tuple(files), model_label=identity.label)
 
     def _call(self, call: object) -> AnswerResult | SearchResult | Reply:
-        try:
-            outcome = call()  # type: ignore[operator]
-        except ServiceUnavailableError as err:
-            log.warning("task call failed: %s", err)
-            return error_reply(BUSY_MESSAGE)
-        if isinstance(outcome, TaskError):
-            log.info("task error %s: %s", outcome.code, outcome.message)
-            return error_reply(outcome.message)
-        return outcome
+        from plipbot.observability import plipbot_metrics
+
+        with plipbot_metrics().track_request("bot") as timer:
+            try:
+                outcome = call()  # type: ignore[operator]
+            except ServiceUnavailableError as err:
+                log.warning("task call failed: %s", err)
+                timer.outcome = "unavailable"
+                return error_reply(BUSY_MESSAGE)
+            if isinstance(outcome, TaskError):
+                log.info("task error %s: %s", outcome.code, outcome.message)
+                timer.outcome = outcome.code
+                return error_reply(outcome.message)
+            return outcome
 
 
 def _shared_templates(label_set: LabelSet) -> tuple[str, ...]:

@@ -55,9 +55,16 @@ async def serve(container: Container) -> None:
 
 def run_bot(args: argparse.Namespace, container: Container) -> int:
     """`plipbot run`."""
+    from plipbot.observability import setup_observability
+
+    if not container.settings.discord.token:
+        raise PlipbotError(
+            "PLIPBOT_DISCORD__TOKEN is not set: create a bot in the Discord developer portal "
+            "(see docs/operations.md)."
+        )
+    setup_observability(container.settings, component="bot")
     if container.settings.broker_url is None:
         print("plipbot: embedded mode (no PLIPBOT_BROKER_URL): the model runs in this process.")
-    logging.getLogger().setLevel(logging.INFO)
     try:
         asyncio.run(serve(container))
     except KeyboardInterrupt:

@@ -82,6 +82,10 @@ def run_worker(args: argparse.Namespace, container: Container) -> int:
     if concurrency < 1:
         raise PlipbotError("--concurrency must be at least 1.")
     app, _ = create_worker_app(settings, container=container)
+    from plipbot.observability import instrument_celery, setup_observability
+
+    observability = setup_observability(settings, component="worker")
+    instrument_celery(app, observability.metrics, settings)
     configure_pool(app, args.pool)
     _check_broker(app, settings.workers.connect_timeout_s)
     print(

@@ -113,6 +113,9 @@ def ingest_post(request: IngestPostRequest, context: TaskContext) -> IngestPostR
             [result] = pipeline.ingest([post])
         finally:
             pipeline.guild_shares = previous
+    from plipbot.observability import plipbot_metrics
+
+    plipbot_metrics().record_ingest(result.outcome)
     return IngestPostResult(
         point_id=result.point_id,
         outcome=result.outcome.value,
