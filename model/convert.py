@@ -27,11 +27,42 @@ def _activation_is_quick_gelu(text_cfg: dict[str, Any], vision_cfg: dict[str, An
     raise UnknownModelError(f"Unsupported CLIP activation(s) {sorted(acts)}: expected quick_gelu or gelu.")
 
 
+# transformers' CLIPTextConfig / CLIPVisionConfig defaults: older config.json files (and some exports)
+# store only the fields that differ from them, in `text_config` or the legacy `text_config_dict`.
+HF_TEXT_DEFAULTS: dict[str, Any] = {
+    "hidden_size": 512,
+    "intermediate_size": 2048,
+    "num_attention_heads": 8,
+    "num_hidden_layers": 12,
+    "max_position_embeddings": 77,
+    "vocab_size": 49408,
+    "hidden_act": "quick_gelu",
+    "layer_norm_eps": 1e-5,
+}
+HF_VISION_DEFAULTS: dict[str, Any] = {
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_attention_heads": 12,
+    "num_hidden_layers": 12,
+    "image_size": 224,
+    "patch_size": 32,
+    "hidden_act": "quick_gelu",
+    "layer_norm_eps": 1e-5,
+}
+
+
+def _section(hf_config: dict[str, Any], name: str, defaults: dict[str, Any]) -> dict[str, Any]:
+    given = hf_config.get(name) or hf_config.get(f"{name}_dict") or {}
+    return {**defaults, **{k: v for k, v in given.items() if v is not None}}
+
+
 def open_clip_config_from_hf(hf_config: dict[str, Any]) -> OpenClipConfig:
     """Map a transformers CLIPConfig (as loaded from config.json) to open_clip `CLIP(**cfg)` kwargs."""
+    if hf_config.get("model_type", "clip") != "clip":
+        raise UnknownModelError(f"config.json describes a '{hf_config.get('model_type')}' model, not CLIP.")
     try:
-        text = hf_config["text_config"]
-        vision = hf_config["vision_config"]
+        text = _section(hf_config, "text_config", HF_TEXT_DEFAULTS)
+        vision = _section(hf_config, "vision_config", HF_VISION_DEFAULTS)
         embed_dim = int(hf_config.get("projection_dim", 512))
         v_width, v_heads = int(vision["hidden_size"]), int(vision["num_attention_heads"])
         t_width = int(text["hidden_size"])

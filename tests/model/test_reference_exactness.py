@@ -150,3 +150,32 @@ def test_open_clip_native_checkpoint_matches_open_clip(tmp_path: Path) -> None:
         ref = reference.encode_image(pixels, normalize=True).numpy()
     np.testing.assert_allclose(encoder.encode_images(images), ref, atol=1e-5)
     assert encoder.identity.title.startswith("local checkpoint")
+
+
+def test_sparse_legacy_config_uses_transformers_defaults(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """Older config.json files keep only non-default fields, sometimes under `*_config_dict`."""
+    import json
+    import shutil
+
+    from model.convert import open_clip_config_from_hf
+
+    full = json.loads((tiny_checkpoint / "config.json").read_text())
+    sparse = {
+        "model_type": "clip",
+        "projection_dim": full["projection_dim"],
+        "text_config_dict": {
+            k: full["text_config"][k]
+            for k in ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers")
+        },
+        "vision_config": {
+            k: full["vision_config"][k]
+            for k in ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers")
+        },
+    }
+    assert open_clip_config_from_hf(sparse) == open_clip_config_from_hf(full)
+    copy = tmp_path / "sparse"
+    shutil.copytree(tiny_checkpoint, copy)
+    (copy / "config.json").write_text(json.dumps(sparse))
+    ours = _encoder(copy, tmp_path).encode_texts(TEXTS[:2])
+    reference = _encoder(tiny_checkpoint, tmp_path / "b").encode_texts(TEXTS[:2])
+    np.testing.assert_allclose(ours, reference, atol=1e-6)
