@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,12 @@ async def serve(container: Container) -> None:
         )
     restore = point_discord_at(settings.discord.api_base, settings.discord.gateway_url)
     bot = build_bot(container)
+    # SIGTERM is how docker, systemd and Kubernetes stop a service: close the gateway and the stores
+    # like on Ctrl-C, rather than dying mid-answer (and, as PID 1 without an init, ignoring it).
+    loop = asyncio.get_running_loop()
+    closing: list[asyncio.Task[None]] = []
+    with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows event loops
+        loop.add_signal_handler(signal.SIGTERM, lambda: closing.append(loop.create_task(bot.close())))
     mode = f"broker {settings.broker_url}" if settings.broker_url else "embedded worker (no broker)"
     log.info("starting plipbot with %s", mode)
     try:
@@ -46,6 +54,8 @@ async def serve(container: Container) -> None:
     except discord.LoginFailure as err:
         raise PlipbotError("Discord refused the bot token (PLIPBOT_DISCORD__TOKEN); check it.") from err
     finally:
+        with contextlib.suppress(NotImplementedError):
+            loop.remove_signal_handler(signal.SIGTERM)
         restore()
         container.task_client.close()
         bot.services.guild_config.close()

@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -100,7 +100,7 @@ def bot_env(fake: FakeDiscord, checkpoint: Path, data_dir: Path) -> dict[str, st
 @pytest.fixture
 def start_bot(
     fake_discord: FakeDiscord, tiny_checkpoint: Path, tmp_path: Path
-) -> Iterator[type[BotProcess] | object]:
+) -> Iterator[Callable[[], BotProcess]]:
     """Starts `plipbot run` against the fake and waits until discord.py fired on_ready; kills leftovers."""
     started: list[BotProcess] = []
 
@@ -121,9 +121,9 @@ def start_bot(
 
 
 def test_plipbot_run_logs_in_answers_a_mention_and_exits_cleanly_on_sigint(
-    fake_discord: FakeDiscord, start_bot, tmp_path: Path
+    fake_discord: FakeDiscord, start_bot: Callable[[], BotProcess]
 ) -> None:
-    bot: BotProcess = start_bot()
+    bot = start_bot()
 
     assert "embedded mode" in bot.stdout
     identify = fake_discord.identify_payloads
@@ -158,9 +158,9 @@ def test_plipbot_run_logs_in_answers_a_mention_and_exits_cleanly_on_sigint(
     assert "Traceback" not in bot.stderr, bot.output()
 
 
-def test_plipbot_run_exits_cleanly_on_sigterm(fake_discord: FakeDiscord, start_bot) -> None:
+def test_plipbot_run_exits_cleanly_on_sigterm(start_bot: Callable[[], BotProcess]) -> None:
     """What `docker stop` (through compose's `init: true`), systemd and Kubernetes send."""
-    bot: BotProcess = start_bot()
+    bot = start_bot()
     code = bot.stop(signal.SIGTERM)
     assert code == 0, f"exit code {code} after SIGTERM\n{bot.output()}"
     assert "Traceback" not in bot.stderr, bot.output()
