@@ -29,17 +29,7 @@ if TYPE_CHECKING:
 
 
 def _case_out(case: SimilarCase) -> CaseOut:
-    return CaseOut(
-        id=case.id,
-        score=case.score,
-        caption=case.caption,
-        source=case.source,
-        link=case.link,
-        guild_id=case.guild_id,
-        author_id=case.author_id,
-        scope=case.scope,
-        tags=list(case.tags),
-    )
+    return CaseOut.model_validate(case.as_dict())
 
 
 @TASKS.task("plipbot.answer", request=AnswerRequest, result=AnswerResult, idempotent=True)

@@ -62,6 +62,20 @@ class AdminCog(commands.Cog):
     def _channel(self, interaction: discord.Interaction, where: Where) -> int | None:
         return interaction.channel_id if where == "channel" else None
 
+    async def _change_labels(
+        self, interaction: discord.Interaction, where: Where, change: Callable[..., LabelSet], *args: Any
+    ) -> None:
+        """Run a GuildConfigStore label change as a moderator and show the resulting set."""
+        guild_id, channel_id, actor = (
+            interaction.guild_id,
+            self._channel(interaction, where),
+            interaction.user.id,
+        )
+        result = await self._moderate(
+            interaction, lambda: change(guild_id, *args, channel_id=channel_id, actor_id=actor)
+        )
+        await interaction.response.send_message(_describe(result, where), ephemeral=True)
+
     # ------------------------------------------------------------------ /labels
 
     @labels.command(name="list", description="Show the labels used in this channel")
@@ -77,77 +91,43 @@ class AdminCog(commands.Cog):
     async def labels_set(
         self, interaction: discord.Interaction, labels: str, where: Where = "server"
     ) -> None:
-        store, actor = self.bot.services.guild_config, interaction.user.id
-        result = await self._moderate(
-            interaction,
-            lambda: store.set_labels(
-                interaction.guild_id,
-                parse_label_list(labels),
-                channel_id=self._channel(interaction, where),
-                actor_id=actor,
-            ),
+        await self._change_labels(
+            interaction, where, self.bot.services.guild_config.set_labels, parse_label_list(labels)
         )
-        await interaction.response.send_message(_describe(result, where), ephemeral=True)
 
     @labels.command(name="add", description="Add labels (comma-separated)")
     async def labels_add(
         self, interaction: discord.Interaction, labels: str, where: Where = "server"
     ) -> None:
-        store, actor = self.bot.services.guild_config, interaction.user.id
-        result = await self._moderate(
-            interaction,
-            lambda: store.add_labels(
-                interaction.guild_id,
-                parse_label_list(labels),
-                channel_id=self._channel(interaction, where),
-                actor_id=actor,
-            ),
+        await self._change_labels(
+            interaction, where, self.bot.services.guild_config.add_labels, parse_label_list(labels)
         )
-        await interaction.response.send_message(_describe(result, where), ephemeral=True)
 
     @labels.command(name="remove", description="Remove labels (comma-separated)")
     async def labels_remove(
         self, interaction: discord.Interaction, labels: str, where: Where = "server"
     ) -> None:
-        store, actor = self.bot.services.guild_config, interaction.user.id
-        result = await self._moderate(
-            interaction,
-            lambda: store.remove_labels(
-                interaction.guild_id,
-                parse_label_list(labels),
-                channel_id=self._channel(interaction, where),
-                actor_id=actor,
-            ),
+        await self._change_labels(
+            interaction, where, self.bot.services.guild_config.remove_labels, parse_label_list(labels)
         )
-        await interaction.response.send_message(_describe(result, where), ephemeral=True)
 
     @labels.command(name="preset", description="Use a built-in label set")
     @app_commands.choices(name=[app_commands.Choice(name=n, value=n) for n in preset_names()])
     async def labels_preset(
         self, interaction: discord.Interaction, name: str, where: Where = "server"
     ) -> None:
-        store, actor = self.bot.services.guild_config, interaction.user.id
-        result = await self._moderate(
-            interaction,
-            lambda: store.use_preset(
-                interaction.guild_id, name, channel_id=self._channel(interaction, where), actor_id=actor
-            ),
-        )
-        await interaction.response.send_message(_describe(result, where), ephemeral=True)
+        await self._change_labels(interaction, where, self.bot.services.guild_config.use_preset, name)
 
     @labels.command(name="template", description="Prompt templates with {} for the label, separated by |")
     async def labels_template(
         self, interaction: discord.Interaction, templates: str, where: Where = "server"
     ) -> None:
-        store, actor = self.bot.services.guild_config, interaction.user.id
-        parts = [t.strip() for t in templates.split("|") if t.strip()]
-        result = await self._moderate(
+        await self._change_labels(
             interaction,
-            lambda: store.set_templates(
-                interaction.guild_id, parts, channel_id=self._channel(interaction, where), actor_id=actor
-            ),
+            where,
+            self.bot.services.guild_config.set_templates,
+            [t.strip() for t in templates.split("|") if t.strip()],
         )
-        await interaction.response.send_message(_describe(result, where), ephemeral=True)
 
     # ------------------------------------------------------------------ /bot, /ingest, /sharing
 
