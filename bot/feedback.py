@@ -23,9 +23,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from bot.guild_config import SqlStore, _snowflake
-from ingest.consent_ledger import _as_utc, _RowId, _UtcDateTime
 from model.zeroshot import MAX_LABEL_CHARS, MAX_LABELS
 from plipbot.errors import FeedbackError
+from plipbot.sqldb import RowId, UtcDateTime, as_utc
 
 MAX_MODEL_LABEL_CHARS = 200
 DEFAULT_TOP_CONFUSIONS = 10
@@ -147,7 +147,7 @@ class _FeedbackRow(_Base):
     __tablename__ = "bot_feedback"
     __table_args__ = (sa.UniqueConstraint("answer_id", "user_id", "kind", name="uq_bot_feedback_vote"),)
 
-    id: Mapped[int] = mapped_column(_RowId, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
     answer_id: Mapped[int] = mapped_column(sa.BigInteger, index=True)
     guild_id: Mapped[int] = mapped_column(sa.BigInteger, index=True)
     channel_id: Mapped[int] = mapped_column(sa.BigInteger)
@@ -158,8 +158,8 @@ class _FeedbackRow(_Base):
     predicted_label: Mapped[str | None] = mapped_column(sa.String(MAX_LABEL_CHARS), nullable=True)
     """The top predicted label, denormalised so `summary` can group in SQL."""
     model_label: Mapped[str] = mapped_column(sa.String(MAX_MODEL_LABEL_CHARS))
-    created_at: Mapped[datetime] = mapped_column(_UtcDateTime())
-    updated_at: Mapped[datetime] = mapped_column(_UtcDateTime())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
     def to_row(self) -> FeedbackRow:
         return FeedbackRow(
@@ -247,7 +247,7 @@ class FeedbackStore(SqlStore):
         label = _check_correct_label(parsed_kind, correct_label)
         pairs = _check_predicted(predicted)
         model = model_label.strip()[:MAX_MODEL_LABEL_CHARS]
-        when = datetime.now(UTC) if created_at is None else _as_utc(created_at, "created_at")
+        when = datetime.now(UTC) if created_at is None else as_utc(created_at, "created_at")
 
         def change(session: Session) -> FeedbackRow:
             opposite = _OPPOSITE.get(parsed_kind)

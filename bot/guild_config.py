@@ -42,16 +42,16 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from ingest.consent_ledger import (
-    _WRITE_TRANSACTION,
-    _RowId,
-    _serialise_sqlite_writers,
-    _sqlite_parent_dir,
-    _UtcDateTime,
-)
 from model.presets import DEFAULT_PRESET, get_preset
 from model.zeroshot import Label, LabelSet
 from plipbot.errors import BotStoreError, LabelSetError, ServiceUnavailableError
+from plipbot.sqldb import (
+    WRITE_TRANSACTION,
+    RowId,
+    UtcDateTime,
+    serialise_sqlite_writers,
+    sqlite_parent_dir,
+)
 
 if TYPE_CHECKING:
     from plipbot.settings import Settings
@@ -100,7 +100,7 @@ def _create_engine(url: str) -> Engine:
         driver = parsed.get_driver_name()  # loads the dialect: an unknown driver fails here
         connect_args: dict[str, Any] = {}
         if backend == "sqlite":
-            parent = _sqlite_parent_dir(parsed)
+            parent = sqlite_parent_dir(parsed)
             if parent is not None:
                 parent.mkdir(parents=True, exist_ok=True)
             connect_args["timeout"] = 30  # seconds a writer waits for the lock before giving up
@@ -112,7 +112,7 @@ def _create_engine(url: str) -> Engine:
     except (exc.ArgumentError, exc.NoSuchModuleError, ImportError) as err:
         raise BotStoreError(f"The bot database URL names an unusable database driver ({backend}).") from err
     if backend == "sqlite":
-        _serialise_sqlite_writers(engine)
+        serialise_sqlite_writers(engine)
     return engine
 
 
@@ -165,7 +165,7 @@ class SqlStore:
         try:
             with Session(self._engine, expire_on_commit=False) as session, session.begin():
                 # Take the connection now so the SQLite hook sees the write flag before BEGIN.
-                session.connection(execution_options={_WRITE_TRANSACTION: write})
+                session.connection(execution_options={WRITE_TRANSACTION: write})
                 yield session
         except (exc.OperationalError, exc.InterfaceError) as err:
             log.warning("bot database unreachable: %s", err.orig)
@@ -281,7 +281,7 @@ class _GuildRow(_Base):
     sharing: Mapped[bool] = mapped_column(sa.Boolean)
     threads: Mapped[bool] = mapped_column(sa.Boolean)
     moderator_role_id: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)
-    updated_at: Mapped[datetime] = mapped_column(_UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
     def to_settings(self) -> GuildSettings:
         return GuildSettings(
@@ -301,7 +301,7 @@ class _ChannelRow(_Base):
     bot_enabled: Mapped[bool | None] = mapped_column(sa.Boolean, nullable=True)
     """None: follow the server."""
     ingest_enabled: Mapped[bool] = mapped_column(sa.Boolean)
-    updated_at: Mapped[datetime] = mapped_column(_UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class _LabelSetRow(_Base):
@@ -311,7 +311,7 @@ class _LabelSetRow(_Base):
     channel_id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
     """`_SERVER_WIDE` (0) for the server's set."""
     label_set: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
-    updated_at: Mapped[datetime] = mapped_column(_UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_by: Mapped[int] = mapped_column(sa.BigInteger)
 
 
@@ -322,7 +322,7 @@ class _NoticeRow(_Base):
 
     guild_id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
     user_id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False, index=True)
-    noticed_at: Mapped[datetime] = mapped_column(_UtcDateTime())
+    noticed_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class _AuditRow(_Base):
@@ -330,8 +330,8 @@ class _AuditRow(_Base):
 
     __tablename__ = "bot_config_audit"
 
-    id: Mapped[int] = mapped_column(_RowId, primary_key=True, autoincrement=True)
-    at: Mapped[datetime] = mapped_column(_UtcDateTime())
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
     guild_id: Mapped[int] = mapped_column(sa.BigInteger, index=True)
     channel_id: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)
     actor_id: Mapped[int] = mapped_column(sa.BigInteger)

@@ -26,16 +26,24 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import sqlalchemy as sa
-from sqlalchemy import event, exc
-from sqlalchemy.engine import URL, Connection, Dialect, Engine, make_url
+from sqlalchemy import exc
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from plipbot.errors import ConsentError, ServiceUnavailableError
+from plipbot.sqldb import (
+    WRITE_TRANSACTION,
+    RowId,
+    UtcDateTime,
+    as_utc,
+    enum_column,
+    serialise_sqlite_writers,
+    sqlite_parent_dir,
+)
 
 if TYPE_CHECKING:
     from plipbot.settings import Settings
@@ -46,7 +54,6 @@ UNREACHABLE_MESSAGE = "The consent ledger database is unreachable; try again lat
 
 # Connection execution option read by the SQLite `begin` hook: write transactions take the write lock up
 # front (BEGIN IMMEDIATE), so two writers cannot both read "no active grant" and then race to insert.
-_WRITE_TRANSACTION = "plipbot_ledger_write"
 
 
 class ConsentScope(StrEnum):
@@ -92,7 +99,7 @@ class Consent:
         Pure, so the timing rules are testable without a database: consent covers posts from the moment
         it was given, and a widened scope only covers posts made after the widening.
         """
-        posted_at = _as_utc(posted_at, "posted_at")
+        posted_at = as_utc(posted_at, "posted_at")
         if not self.active or posted_at < self.granted_at:
             return None
         if self.scope is ConsentScope.SHARED and posted_at < self.scope_since:
@@ -116,13 +123,6 @@ class AuditEntry:
     detail: Mapping[str, Any] | None
 
 
-def _as_utc(value: datetime, name: str) -> datetime:
-    """Reject naive datetimes: a naive time from a worker in another zone would silently shift consent."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{name} must be timezone-aware, got naive {value!r}")
-    return value.astimezone(UTC)
-
-
 def _parse_scope(scope: ConsentScope | str) -> ConsentScope:
     """Accept the enum or its text (CLI and button payloads arrive as text)."""
     try:
@@ -132,50 +132,7 @@ def _parse_scope(scope: ConsentScope | str) -> ConsentScope:
         raise ConsentError(f"Unknown consent scope {scope!r}; use one of: {allowed}.") from None
 
 
-class _UtcDateTime(sa.TypeDecorator[datetime]):
-    """Timezone-aware UTC in, timezone-aware UTC out, on every backend.
-
-    PostgreSQL stores `timestamptz`; SQLite has no time zones, so we store naive UTC text there and
-    re-attach UTC on read (a naive value would otherwise compare wrongly with Discord's aware timestamps).
-    """
-
-    impl = sa.DateTime
-    cache_ok = True
-
-    def __init__(self) -> None:
-        super().__init__(timezone=True)
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        value = _as_utc(value, "timestamp")
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _enum_column(enum_class: type[StrEnum], *, nullable: bool = False) -> Any:
-    """Store the enum's value ('server'), not its Python name, as plain text (no native PostgreSQL type
-    to migrate when a value is added)."""
-    return mapped_column(
-        sa.Enum(
-            enum_class,
-            native_enum=False,
-            length=16,
-            values_callable=lambda members: [member.value for member in members],
-            validate_strings=True,
-        ),
-        nullable=nullable,
-    )
-
-
 _ADVISORY_NAMESPACE = 0x504C4950  # "PLIP": keeps our advisory locks apart from anyone else's
-
-# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
-_RowId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 class _Base(DeclarativeBase):
@@ -196,13 +153,13 @@ class _ConsentRow(_Base):
         ),
     )
 
-    id: Mapped[int] = mapped_column(_RowId, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
     user_id: Mapped[int] = mapped_column(sa.BigInteger, index=True)
     guild_id: Mapped[int] = mapped_column(sa.BigInteger, index=True)
-    scope: Mapped[ConsentScope] = _enum_column(ConsentScope)
-    granted_at: Mapped[datetime] = mapped_column(_UtcDateTime())
-    scope_since: Mapped[datetime] = mapped_column(_UtcDateTime())
-    withdrawn_at: Mapped[datetime | None] = mapped_column(_UtcDateTime(), nullable=True)
+    scope: Mapped[ConsentScope] = enum_column(ConsentScope)
+    granted_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    scope_since: Mapped[datetime] = mapped_column(UtcDateTime())
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
     def to_consent(self) -> Consent:
         return Consent(
@@ -221,12 +178,12 @@ class _AuditRow(_Base):
 
     __tablename__ = "consent_audit"
 
-    id: Mapped[int] = mapped_column(_RowId, primary_key=True, autoincrement=True)
-    at: Mapped[datetime] = mapped_column(_UtcDateTime())
-    action: Mapped[AuditAction] = _enum_column(AuditAction)
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    action: Mapped[AuditAction] = enum_column(AuditAction)
     user_id: Mapped[int] = mapped_column(sa.BigInteger, index=True)
     guild_id: Mapped[int | None] = mapped_column(sa.BigInteger, index=True, nullable=True)
-    scope: Mapped[ConsentScope | None] = _enum_column(ConsentScope, nullable=True)
+    scope: Mapped[ConsentScope | None] = enum_column(ConsentScope, nullable=True)
     actor_id: Mapped[int] = mapped_column(sa.BigInteger)
     detail: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
 
@@ -243,39 +200,6 @@ class _AuditRow(_Base):
         )
 
 
-def _sqlite_parent_dir(url: URL) -> Path | None:
-    """The folder a file-backed SQLite URL lives in; None for in-memory databases."""
-    database = url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return Path(database).expanduser().parent
-
-
-def _serialise_sqlite_writers(engine: Engine) -> None:
-    """Make SQLite write transactions take the write lock when they begin, not at their first write.
-
-    pysqlite's default deferred BEGIN lets two writers both read "no active grant", after which one of
-    them fails with "database is locked" instead of waiting. WAL keeps readers (`allows` on every
-    upsert) from blocking on writers.
-    """
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-        finally:
-            cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        if connection.get_execution_options().get(_WRITE_TRANSACTION):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            connection.exec_driver_sql("BEGIN")
-
-
 def _create_engine(url: str) -> Engine:
     """Build the engine for `url`; configuration mistakes become ConsentError, not tracebacks."""
     try:
@@ -289,7 +213,7 @@ def _create_engine(url: str) -> Engine:
         raise ConsentError(f"The consent ledger URL names an unusable database driver ({backend}).") from err
     connect_args: dict[str, Any] = {}
     if backend == "sqlite":
-        parent = _sqlite_parent_dir(parsed)
+        parent = sqlite_parent_dir(parsed)
         if parent is not None:
             try:
                 parent.mkdir(parents=True, exist_ok=True)
@@ -305,7 +229,7 @@ def _create_engine(url: str) -> Engine:
     except (exc.ArgumentError, exc.NoSuchModuleError, ImportError) as err:
         raise ConsentError(f"The consent ledger URL names an unusable database driver ({backend}).") from err
     if backend == "sqlite":
-        _serialise_sqlite_writers(engine)
+        serialise_sqlite_writers(engine)
     return engine
 
 
@@ -352,7 +276,7 @@ class ConsentLedger:
         try:
             with Session(self._engine, expire_on_commit=False) as session, session.begin():
                 # Take the connection now so the SQLite hook sees the write flag before BEGIN.
-                session.connection(execution_options={_WRITE_TRANSACTION: write})
+                session.connection(execution_options={WRITE_TRANSACTION: write})
                 yield session
         except (exc.OperationalError, exc.InterfaceError) as err:
             log.warning("consent ledger unreachable: %s", err.orig)
@@ -401,7 +325,7 @@ class ConsentLedger:
         scope again changes nothing and is not audited. `actor_id` defaults to the user.
         """
         scope = _parse_scope(scope)
-        when = datetime.now(UTC) if at is None else _as_utc(at, "at")
+        when = datetime.now(UTC) if at is None else as_utc(at, "at")
         actor = user_id if actor_id is None else actor_id
         try:
             return self._grant_once(user_id, guild_id, scope, actor, when)
@@ -475,7 +399,7 @@ class ConsentLedger:
         Returns the grants withdrawn (empty when none was active; nothing is audited then). A withdrawal
         time earlier than the grant (clock skew between workers) is clamped to the grant time.
         """
-        when = datetime.now(UTC) if at is None else _as_utc(at, "at")
+        when = datetime.now(UTC) if at is None else as_utc(at, "at")
         actor = user_id if actor_id is None else actor_id
         with self._transaction(write=True) as session:
             self._lock_user(session, user_id)
@@ -514,7 +438,7 @@ class ConsentLedger:
         Call it when the point is upserted, not when the job was queued: a withdrawal in between must
         win. Both scopes are truthy, so `if ledger.allows(...)` reads as a yes/no.
         """
-        posted_at = _as_utc(posted_at, "posted_at")
+        posted_at = as_utc(posted_at, "posted_at")
         consent = self.current(user_id, guild_id)
         return None if consent is None else consent.scope_for(posted_at)
 
@@ -562,7 +486,7 @@ class ConsentLedger:
         """
         if points_deleted < 0:
             raise ValueError(f"points_deleted must be >= 0, got {points_deleted}")
-        when = datetime.now(UTC) if at is None else _as_utc(at, "at")
+        when = datetime.now(UTC) if at is None else as_utc(at, "at")
         with self._transaction(write=True) as session:
             row = _AuditRow(
                 at=when,
@@ -593,7 +517,7 @@ class ConsentLedger:
         Imported cases have no Discord author whose consent could be asked; the operator's run of
         `plipbot ingest` is the recorded consent, and this entry is its durable trace.
         """
-        when = datetime.now(UTC) if at is None else _as_utc(at, "at")
+        when = datetime.now(UTC) if at is None else as_utc(at, "at")
         with self._transaction(write=True) as session:
             row = _AuditRow(
                 at=when,
