@@ -94,7 +94,10 @@ def run_worker(args: argparse.Namespace, container: Container) -> int:
         file=sys.stderr,
         flush=True,
     )
-    return run_celery_worker(app, queues, pool=args.pool, concurrency=concurrency, loglevel=args.loglevel)
+    try:
+        return run_celery_worker(app, queues, pool=args.pool, concurrency=concurrency, loglevel=args.loglevel)
+    finally:
+        container.close()  # flush and release the embedded store and the ledger on a clean stop
 
 
 def run_celery_worker(

@@ -121,6 +121,9 @@ def create_celery_app(settings: Settings, *, routes: Mapping[str, QueueRole] = R
             "visibility_timeout": workers.visibility_timeout_s,
             "unacked_restore_interval": workers.restore_interval_s,
             "unacked_restore_throttle": 1,
+            # The re-queue pass holds a Redis lock that a worker killed mid-pass never releases; by
+            # default it expires after 300 s, blocking every redelivery until then.
+            "unacked_mutex_expire": max(5, int(workers.restore_interval_s * 3)),
             "max_retries": workers.publish_retries,
         },
         task_publish_retry=True,

@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+INGEST_ATTEMPTS = 3
+INGEST_WAIT_S = 120.0
+INGEST_BACKOFF_S = 5.0
+
 EXPLANATION = (
     "Hi! In this server's case channels, plipbot can add your image posts to a searchable corpus of "
     "similar cases, but only if you agree. Use `/consent grant` (this server only) or "
@@ -156,11 +160,22 @@ class ConsentCog(commands.Cog):
             task.add_done_callback(self._pending.discard)
 
     async def _ingest(self, request: IngestPostRequest) -> None:
-        try:
-            result = await asyncio.to_thread(
-                self.bot.services.task_client.ingest_post, request, timeout_s=120
-            )
-        except ServiceUnavailableError:
-            log.warning("ingest of message %s not queued: broker unavailable", request.message_id)
-            return
-        log.info("ingest message %s attachment %s: %s", request.message_id, request.attachment_id, result)
+        """Queue one attachment and wait for its outcome, resending after a lost message.
+
+        A worker killed at the wrong instant can lose a message the Redis transport had already taken
+        off the queue; ingest is idempotent (deterministic point ids), so resending is always safe.
+        """
+        client = self.bot.services.task_client
+        for attempt in range(1, INGEST_ATTEMPTS + 1):
+            try:
+                result = await asyncio.to_thread(client.ingest_post, request, timeout_s=INGEST_WAIT_S)
+            except ServiceUnavailableError:
+                log.warning("ingest of message %s not queued: broker unavailable", request.message_id)
+                result = None
+            retry = result is None or (isinstance(result, TaskError) and result.retryable)
+            if not retry or attempt == INGEST_ATTEMPTS:
+                log.info(
+                    "ingest message %s attachment %s: %s", request.message_id, request.attachment_id, result
+                )
+                return
+            await asyncio.sleep(INGEST_BACKOFF_S * attempt)
