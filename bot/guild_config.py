@@ -39,7 +39,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from model.presets import DEFAULT_PRESET, get_preset
@@ -49,8 +49,7 @@ from plipbot.sqldb import (
     WRITE_TRANSACTION,
     RowId,
     UtcDateTime,
-    serialise_sqlite_writers,
-    sqlite_parent_dir,
+    create_engine,
 )
 
 if TYPE_CHECKING:
@@ -89,31 +88,9 @@ def bot_database_url(settings: Settings) -> str:
 
 def _create_engine(url: str) -> Engine:
     """The engine for `url` (SQLite or PostgreSQL only); configuration mistakes become BotStoreError."""
-    try:
-        parsed = make_url(url)
-    except exc.ArgumentError:
-        raise BotStoreError("The bot database URL is not a valid database URL.") from None
-    backend = parsed.get_backend_name()
-    if backend not in {"sqlite", "postgresql"}:
-        raise BotStoreError(f"The bot database must be SQLite or PostgreSQL, not {backend}.")
-    try:
-        driver = parsed.get_driver_name()  # loads the dialect: an unknown driver fails here
-        connect_args: dict[str, Any] = {}
-        if backend == "sqlite":
-            parent = sqlite_parent_dir(parsed)
-            if parent is not None:
-                parent.mkdir(parents=True, exist_ok=True)
-            connect_args["timeout"] = 30  # seconds a writer waits for the lock before giving up
-        elif driver in {"psycopg", "psycopg2"}:
-            connect_args["connect_timeout"] = 10  # fail fast instead of hanging on a dead host
-        engine = sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
-    except OSError as err:
-        raise BotStoreError(f"Cannot create the bot database folder: {err.strerror or err}.") from err
-    except (exc.ArgumentError, exc.NoSuchModuleError, ImportError) as err:
-        raise BotStoreError(f"The bot database URL names an unusable database driver ({backend}).") from err
-    if backend == "sqlite":
-        serialise_sqlite_writers(engine)
-    return engine
+    return create_engine(
+        url, what="bot database", error=BotStoreError, backends=frozenset({"sqlite", "postgresql"})
+    )
 
 
 class SqlStore:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import sqlalchemy as sa
 from sqlalchemy import exc
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from plipbot.errors import ConsentError, ServiceUnavailableError
@@ -40,9 +40,8 @@ from plipbot.sqldb import (
     RowId,
     UtcDateTime,
     as_utc,
+    create_engine,
     enum_column,
-    serialise_sqlite_writers,
-    sqlite_parent_dir,
 )
 
 if TYPE_CHECKING:
@@ -202,35 +201,7 @@ class _AuditRow(_Base):
 
 def _create_engine(url: str) -> Engine:
     """Build the engine for `url`; configuration mistakes become ConsentError, not tracebacks."""
-    try:
-        parsed = make_url(url)
-    except exc.ArgumentError:
-        raise ConsentError("The consent ledger URL is not a valid database URL.") from None
-    backend = parsed.get_backend_name()
-    try:
-        driver = parsed.get_driver_name()  # loads the dialect: an unknown name fails here
-    except (exc.ArgumentError, exc.NoSuchModuleError, ImportError) as err:
-        raise ConsentError(f"The consent ledger URL names an unusable database driver ({backend}).") from err
-    connect_args: dict[str, Any] = {}
-    if backend == "sqlite":
-        parent = sqlite_parent_dir(parsed)
-        if parent is not None:
-            try:
-                parent.mkdir(parents=True, exist_ok=True)
-            except OSError as err:
-                raise ConsentError(
-                    f"Cannot create the consent ledger folder {parent}: {err.strerror or err}."
-                ) from err
-        connect_args["timeout"] = 30  # seconds a writer waits for the lock before giving up
-    elif driver in {"psycopg", "psycopg2"}:
-        connect_args["connect_timeout"] = 10  # fail fast instead of hanging on a dead host
-    try:
-        engine = sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
-    except (exc.ArgumentError, exc.NoSuchModuleError, ImportError) as err:
-        raise ConsentError(f"The consent ledger URL names an unusable database driver ({backend}).") from err
-    if backend == "sqlite":
-        serialise_sqlite_writers(engine)
-    return engine
+    return create_engine(url, what="consent ledger", error=ConsentError)
 
 
 class ConsentLedger:

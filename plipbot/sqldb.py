@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.engine import URL, Connection, Dialect, Engine
+from sqlalchemy import event, exc
+from sqlalchemy.engine import URL, Connection, Dialect, Engine, make_url
 from sqlalchemy.orm import mapped_column
+
+from plipbot.errors import PlipbotError
 
 WRITE_TRANSACTION = "plipbot_ledger_write"
 """Execution option that marks a session's transaction as a write (BEGIN IMMEDIATE on SQLite)."""
@@ -104,3 +106,40 @@ def serialise_sqlite_writers(engine: Engine) -> None:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             connection.exec_driver_sql("BEGIN")
+
+
+_BACKEND_NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+
+
+def create_engine(
+    url: str, *, what: str, error: type[PlipbotError], backends: frozenset[str] | None = None
+) -> Engine:
+    """An engine for `url` with the settings both databases need; configuration mistakes (bad URL,
+    unknown driver, unusable folder, a backend outside `backends`) raise `error` naming `what`."""
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError:
+        raise error(f"The {what} URL is not a valid database URL.") from None
+    backend = parsed.get_backend_name()
+    if backends is not None and backend not in backends:
+        names = " or ".join(_BACKEND_NAMES.get(b, b) for b in sorted(backends, reverse=True))
+        raise error(f"The {what} must be {names}, not {backend}.")
+    try:
+        driver = parsed.get_driver_name()  # loads the dialect: an unknown driver fails here
+        connect_args: dict[str, Any] = {}
+        if backend == "sqlite":
+            parent = sqlite_parent_dir(parsed)
+            if parent is not None:
+                try:
+                    parent.mkdir(parents=True, exist_ok=True)
+                except OSError as err:
+                    raise error(f"Cannot create the {what} folder {parent}: {err.strerror or err}.") from err
+            connect_args["timeout"] = 30  # seconds a writer waits for the lock before giving up
+        elif driver in {"psycopg", "psycopg2"}:
+            connect_args["connect_timeout"] = 10  # fail fast instead of hanging on a dead host
+        engine = sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+    except (exc.ArgumentError, exc.NoSuchModuleError, ImportError) as err:
+        raise error(f"The {what} URL names an unusable database driver ({backend}).") from err
+    if backend == "sqlite":
+        serialise_sqlite_writers(engine)
+    return engine
