@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from ingest.consent_ledger import (
@@ -25,6 +24,7 @@ from ingest.consent_ledger import (
 )
 from plipbot.errors import ConsentError, PlipbotError, ServiceUnavailableError
 from plipbot.settings import load_settings
+from tests.postgres import POSTGRES_ADMIN_URL, admin_engine
 
 USER = 111_111_111_111_111_111  # snowflakes need 64 bits
 OTHER_USER = 222_222_222_222_222_222
@@ -329,9 +329,7 @@ def test_unreachable_database_raises_service_unavailable() -> None:
     assert isinstance(caught.value, PlipbotError)
 
 
-def test_database_lost_after_start_raises_service_unavailable(
-    ledger_url: str, request: pytest.FixtureRequest
-) -> None:
+def test_database_lost_after_start_raises_service_unavailable(ledger_url: str) -> None:
     """A ledger that worked must turn a vanished database into the same short message on every call."""
     url = make_url(ledger_url)
     if url.get_backend_name() == "sqlite":
@@ -339,9 +337,8 @@ def test_database_lost_after_start_raises_service_unavailable(
         ledger.close()  # drop pooled connections so the next call must reopen the file
         shutil.rmtree(Path(url.database or "").parent)
     else:
-        admin_url: str = request.getfixturevalue("_ledger_postgres_admin_url")
         name = f"{url.database}_lost"
-        admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+        admin = admin_engine(POSTGRES_ADMIN_URL)
         with admin.connect() as connection:
             connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
         ledger = ConsentLedger(url.set(database=name).render_as_string(hide_password=False))
