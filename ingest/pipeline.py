@@ -88,6 +88,7 @@ class PostImage:
     author_id: int | None = None
     jump_link: str | None = None
     scope: ConsentScope | None = None
+    guild_shares: bool | None = None  # the server's sharing choice, when the caller knows it
     name: str = ""  # what to call it in a summary (file name or attachment name)
 
 
@@ -147,13 +148,14 @@ class IngestPipeline:
         allowed = self.consent_ledger.allows(post.author_id, post.guild_id, post.created_at)
         if allowed is None:
             return None
-        if allowed is ConsentScope.SHARED and self.guild_shares(post.guild_id):
+        shares = post.guild_shares if post.guild_shares is not None else self.guild_shares(post.guild_id)
+        if allowed is ConsentScope.SHARED and shares:
             return ConsentScope.SHARED
         return ConsentScope.SERVER
 
     # ------------------------------------------------------------------ stages
 
-    def _prepare(self, post: PostImage, *, skip_gate: bool) -> _Prepared | IngestResult:
+    def _prepare(self, post: PostImage) -> _Prepared | IngestResult:
         """fetch -> validate -> clean -> screen captions; any failure is a result, not an exception."""
         try:
             data = (
@@ -291,7 +293,7 @@ class IngestPipeline:
                     post.point_id, Outcome.NO_CONSENT, "the author has not consented", name=post.name
                 )
                 continue
-            step = self._prepare(post, skip_gate=skip_gate)
+            step = self._prepare(post)
             if isinstance(step, IngestResult):
                 results[i] = step
             else:

@@ -94,15 +94,11 @@ def ingest_post(request: IngestPostRequest, context: TaskContext) -> IngestPostR
         author_id=request.author_id,
         jump_link=request.jump_link,
         name=request.filename,
+        guild_shares=request.guild_shares,
     )
     resources.encoder_ready  # noqa: B018  (loads and logs the model on first use)
     with resources.model_lock:
-        previous = pipeline.guild_shares
-        pipeline.guild_shares = lambda guild_id: request.guild_shares and guild_id == request.guild_id
-        try:
-            [result] = pipeline.ingest([post])
-        finally:
-            pipeline.guild_shares = previous
+        [result] = pipeline.ingest([post])
     from plipbot.observability import plipbot_metrics
 
     plipbot_metrics().record_ingest(result.outcome)

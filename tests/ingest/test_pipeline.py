@@ -333,3 +333,15 @@ def test_search_filter_keeps_scope_rules_for_dms(container: Container) -> None:
     )
     assert hits == []  # no server context (a DM or the CLI without --guild): shared cases only
     assert ConsentScope.SERVER.value == "server"
+
+
+def test_a_post_can_carry_its_servers_sharing_choice(pipeline: IngestPipeline) -> None:
+    """Workers get the server's sharing choice with each post, not by swapping the pipeline's callable."""
+    from dataclasses import replace
+
+    pipeline.consent_ledger.grant(BOB, GUILD, "shared")
+    images = crops()
+    shared = pipeline.ingest([replace(post(images[0], message=95, author=BOB), guild_shares=True)])[0]
+    private = pipeline.ingest([replace(post(images[1], message=96, author=BOB), guild_shares=False)])[0]
+    scopes = {r.id: r.payload.scope for r in pipeline.case_store.get([shared.point_id, private.point_id])}
+    assert scopes == {shared.point_id: "shared", private.point_id: "server"}
