@@ -17,15 +17,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from bot.guild_config import SqlStore, _snowflake
+from bot.guild_config import BOT_BACKENDS, bot_database_url
 from model.zeroshot import MAX_LABEL_CHARS, MAX_LABELS
 from plipbot.errors import FeedbackError
-from plipbot.sqldb import RowId, UtcDateTime, as_utc
+from plipbot.sqldb import RowId, SqlStore, UtcDateTime, as_utc, snowflake
+
+if TYPE_CHECKING:
+    from plipbot.settings import Settings
 
 MAX_MODEL_LABEL_CHARS = 200
 DEFAULT_TOP_CONFUSIONS = 10
@@ -216,8 +219,16 @@ def _check_predicted(predicted: Sequence[tuple[str, float]]) -> list[list[Any]]:
 class FeedbackStore(SqlStore):
     """Durable feedback on answers, for evaluation."""
 
-    _metadata = _Base.metadata
-    _unreachable_message = "The feedback database is unreachable; try again later."
+    metadata = _Base.metadata
+    database_name = "feedback database"
+    error = FeedbackError
+    backends = BOT_BACKENDS
+    unreachable_message = "The feedback database is unreachable; try again later."
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FeedbackStore:
+        """The store in the bot's database (`bot.guild_config.bot_database_url`)."""
+        return cls(bot_database_url(settings))
 
     def record(
         self,
@@ -242,7 +253,7 @@ class FeedbackStore(SqlStore):
             ("channel_id", channel_id),
             ("user_id", user_id),
         ):
-            _snowflake(name, value)
+            snowflake(name, value)
         parsed_kind = _parse_kind(kind)
         label = _check_correct_label(parsed_kind, correct_label)
         pairs = _check_predicted(predicted)
@@ -331,7 +342,7 @@ class FeedbackStore(SqlStore):
 
     def forget_user(self, user_id: int) -> int:
         """Delete every feedback row of a user, in every server; returns how many were deleted."""
-        _snowflake("user_id", user_id)
+        snowflake("user_id", user_id)
         with self._transaction(write=True) as session:
             deleted = session.scalars(
                 sa.delete(_FeedbackRow).where(_FeedbackRow.user_id == user_id).returning(_FeedbackRow.id)

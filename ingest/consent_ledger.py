@@ -20,39 +20,23 @@ returned can lazily touch the database later (or from another thread).
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy import exc
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from plipbot.errors import ConsentError, ServiceUnavailableError
-from plipbot.sqldb import (
-    WRITE_TRANSACTION,
-    RowId,
-    UtcDateTime,
-    as_utc,
-    create_engine,
-    enum_column,
-)
+from plipbot.errors import ConsentError
+from plipbot.sqldb import RowId, SqlStore, UtcDateTime, as_utc, enum_column
 
 if TYPE_CHECKING:
     from plipbot.settings import Settings
 
-log = logging.getLogger(__name__)
 
 UNREACHABLE_MESSAGE = "The consent ledger database is unreachable; try again later."
-
-# Connection execution option read by the SQLite `begin` hook: write transactions take the write lock up
-# front (BEGIN IMMEDIATE), so two writers cannot both read "no active grant" and then race to insert.
 
 
 class ConsentScope(StrEnum):
@@ -199,59 +183,23 @@ class _AuditRow(_Base):
         )
 
 
-def _create_engine(url: str) -> Engine:
-    """Build the engine for `url`; configuration mistakes become ConsentError, not tracebacks."""
-    return create_engine(url, what="consent ledger", error=ConsentError)
-
-
-class ConsentLedger:
+class ConsentLedger(SqlStore):
     """The durable record of consent, shared by the bot, the ingest workers and the CLI.
 
     Thread-safe: each call runs in its own short transaction from a connection pool.
     """
 
-    def __init__(self, url: str) -> None:
-        """Connect to `url` and create the tables if they are missing.
-
-        Raises ConsentError for an unusable URL and ServiceUnavailableError if the database is down.
-        """
-        self._engine = _create_engine(url)
-        try:
-            _Base.metadata.create_all(self._engine)
-        except (exc.OperationalError, exc.InterfaceError) as err:
-            self._engine.dispose()
-            log.warning("consent ledger unreachable while creating tables: %s", err.orig)
-            raise ServiceUnavailableError(UNREACHABLE_MESSAGE) from err
+    metadata = _Base.metadata
+    database_name = "consent ledger"
+    error = ConsentError
+    unreachable_message = UNREACHABLE_MESSAGE
+    race_message = "Consent for this user changed at the same moment from elsewhere; please try again."
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Self:
+    def from_settings(cls, settings: Settings) -> ConsentLedger:
         """The ledger the settings point at: `ledger.url`, else SQLite in the data dir."""
         url = settings.ledger.url or f"sqlite:///{settings.data_dir}/consent.sqlite3"
         return cls(url)
-
-    def close(self) -> None:
-        """Release pooled connections (the ledger must not be used afterwards)."""
-        self._engine.dispose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc_value: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    @contextmanager
-    def _transaction(self, *, write: bool) -> Iterator[Session]:
-        """One session, one transaction, committed on success; a lost database becomes a short message."""
-        try:
-            with Session(self._engine, expire_on_commit=False) as session, session.begin():
-                # Take the connection now so the SQLite hook sees the write flag before BEGIN.
-                session.connection(execution_options={WRITE_TRANSACTION: write})
-                yield session
-        except (exc.OperationalError, exc.InterfaceError) as err:
-            log.warning("consent ledger unreachable: %s", err.orig)
-            raise ServiceUnavailableError(UNREACHABLE_MESSAGE) from err
 
     @staticmethod
     def _lock_user(session: Session, user_id: int) -> None:
@@ -298,64 +246,60 @@ class ConsentLedger:
         scope = _parse_scope(scope)
         when = datetime.now(UTC) if at is None else as_utc(at, "at")
         actor = user_id if actor_id is None else actor_id
-        try:
-            return self._grant_once(user_id, guild_id, scope, actor, when)
-        except exc.IntegrityError:
-            # Another worker inserted an active grant between our read and our insert; the partial
-            # unique index refused the second one. Read again: it is now a no-op or a scope change.
-            log.info("concurrent consent grant for user %s in guild %s; retrying once", user_id, guild_id)
-        try:
-            return self._grant_once(user_id, guild_id, scope, actor, when)
-        except exc.IntegrityError as err:
-            raise ConsentError(
-                "Consent for this user changed at the same moment from elsewhere; please try again."
-            ) from err
+        # A concurrent grant can win the partial unique index between our read and our insert; the
+        # base's `_write` then reads again, and this becomes a no-op or a scope change.
+        return self._write(lambda session: self._grant_once(session, user_id, guild_id, scope, actor, when))
 
     def _grant_once(
-        self, user_id: int, guild_id: int, scope: ConsentScope, actor_id: int, when: datetime
+        self,
+        session: Session,
+        user_id: int,
+        guild_id: int,
+        scope: ConsentScope,
+        actor_id: int,
+        when: datetime,
     ) -> Consent:
-        with self._transaction(write=True) as session:
-            self._lock_user(session, user_id)
-            active = self._find_active(session, user_id, guild_id)
-            row = active[0] if active else None
-            if row is None:
-                row = _ConsentRow(
+        self._lock_user(session, user_id)
+        active = self._find_active(session, user_id, guild_id)
+        row = active[0] if active else None
+        if row is None:
+            row = _ConsentRow(
+                user_id=user_id,
+                guild_id=guild_id,
+                scope=scope,
+                granted_at=when,
+                scope_since=when,
+                withdrawn_at=None,
+            )
+            session.add(row)
+            session.add(
+                _AuditRow(
+                    at=when,
+                    action=AuditAction.GRANT,
                     user_id=user_id,
                     guild_id=guild_id,
                     scope=scope,
-                    granted_at=when,
-                    scope_since=when,
-                    withdrawn_at=None,
+                    actor_id=actor_id,
                 )
-                session.add(row)
-                session.add(
-                    _AuditRow(
-                        at=when,
-                        action=AuditAction.GRANT,
-                        user_id=user_id,
-                        guild_id=guild_id,
-                        scope=scope,
-                        actor_id=actor_id,
-                    )
+            )
+        elif row.scope != scope:
+            previous = ConsentScope(row.scope)
+            changed_at = max(when, row.granted_at)
+            row.scope = scope
+            row.scope_since = changed_at
+            session.add(
+                _AuditRow(
+                    at=changed_at,
+                    action=AuditAction.SCOPE_CHANGE,
+                    user_id=user_id,
+                    guild_id=guild_id,
+                    scope=scope,
+                    actor_id=actor_id,
+                    detail={"previous_scope": previous.value},
                 )
-            elif row.scope != scope:
-                previous = ConsentScope(row.scope)
-                changed_at = max(when, row.granted_at)
-                row.scope = scope
-                row.scope_since = changed_at
-                session.add(
-                    _AuditRow(
-                        at=changed_at,
-                        action=AuditAction.SCOPE_CHANGE,
-                        user_id=user_id,
-                        guild_id=guild_id,
-                        scope=scope,
-                        actor_id=actor_id,
-                        detail={"previous_scope": previous.value},
-                    )
-                )
-            session.flush()
-            return row.to_consent()
+            )
+        session.flush()
+        return row.to_consent()
 
     def withdraw(
         self,

@@ -1,24 +1,34 @@
-"""SQL plumbing shared by plipbot's small databases (the consent ledger, the bot's configuration).
+"""SQL plumbing shared by plipbot's small databases (the consent ledger, the bot's configuration and
+feedback).
 
-Both run on SQLite by default and PostgreSQL in production, and both need the same care: timestamps
+They run on SQLite by default and PostgreSQL in production, and all need the same care: timestamps
 that stay timezone-aware on SQLite, enums stored as their text values, 64-bit ids that still
-auto-increment on SQLite, and SQLite writers that take the write lock at BEGIN instead of failing
-with "database is locked" mid-transaction.
+auto-increment on SQLite, SQLite writers that take the write lock at BEGIN instead of failing
+with "database is locked" mid-transaction, and one short transaction per call. `SqlStore` is the base
+every store derives from, so those rules are written once.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, ClassVar, Self, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, Connection, Dialect, Engine, make_url
-from sqlalchemy.orm import mapped_column
+from sqlalchemy.orm import Session, mapped_column
 
-from plipbot.errors import PlipbotError
+from plipbot.errors import PlipbotError, ServiceUnavailableError
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 WRITE_TRANSACTION = "plipbot_ledger_write"
 """Execution option that marks a session's transaction as a write (BEGIN IMMEDIATE on SQLite)."""
@@ -143,3 +153,88 @@ def create_engine(
     if backend == "sqlite":
         serialise_sqlite_writers(engine)
     return engine
+
+
+def snowflake(name: str, value: int) -> int:
+    """Reject what is not a Discord id (None from a DM, a bool, 0) before it reaches a key."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer snowflake, got {value!r}")
+    return value
+
+
+class SqlStore:
+    """Base of every SQL store: engine, tables, one short transaction per call, retry on a lost race.
+
+    A subclass names its tables (`metadata`), what it is called in logs and errors (`database_name`),
+    the error its configuration mistakes and lost races raise (`error`), the backends it accepts, and
+    what people are told while it is down (`unreachable_message`).
+    Thread-safe: each call runs in its own transaction from a connection pool.
+    """
+
+    metadata: ClassVar[sa.MetaData]
+    database_name: ClassVar[str] = "database"
+    error: ClassVar[type[PlipbotError]] = PlipbotError
+    backends: ClassVar[frozenset[str] | None] = None
+    race_message: ClassVar[str] = "This changed at the same moment from elsewhere; please try again."
+    unreachable_message: ClassVar[str] = "The database is unreachable; try again later."
+
+    def __init__(self, url: str) -> None:
+        """Connect to `url` and create missing tables.
+
+        Raises `error` for an unusable URL and ServiceUnavailableError if the database is down.
+        """
+        self._engine = create_engine(url, what=self.database_name, error=self.error, backends=self.backends)
+        try:
+            self.metadata.create_all(self._engine)
+        except (exc.OperationalError, exc.InterfaceError) as err:
+            self._engine.dispose()
+            reason = type(err.orig).__name__
+            log.warning("%s unreachable while creating tables: %s", self.database_name, reason)
+            raise ServiceUnavailableError(self.unreachable_message) from err
+
+    def close(self) -> None:
+        """Release pooled connections (the store must not be used afterwards)."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc_value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def _dialect(self) -> str:
+        return self._engine.dialect.name
+
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[Session]:
+        """One session, one transaction, committed on success; a lost database becomes a short message."""
+        try:
+            with Session(self._engine, expire_on_commit=False) as session, session.begin():
+                # Take the connection now so the SQLite hook sees the write flag before BEGIN.
+                session.connection(execution_options={WRITE_TRANSACTION: write})
+                yield session
+        except (exc.OperationalError, exc.InterfaceError) as err:
+            # The driver's message may echo the URL or a statement's parameters: log its type only.
+            log.warning("%s unreachable: %s", self.database_name, type(err.orig).__name__)
+            raise ServiceUnavailableError(self.unreachable_message) from err
+
+    def _write(self, change: Callable[[Session], _T]) -> _T:
+        """Run `change` in a write transaction, once more if a concurrent insert won a unique key.
+
+        Read-modify-write calls lock the rows they read (FOR UPDATE on PostgreSQL, BEGIN IMMEDIATE on
+        SQLite), but a row that does not exist yet cannot be locked: two first writers both insert, the
+        loser's unique key fails, and its second try finds the winner's row and changes that.
+        """
+        try:
+            with self._transaction(write=True) as session:
+                return change(session)
+        except exc.IntegrityError:
+            log.info("concurrent write to the %s; retrying once", self.database_name)
+        try:
+            with self._transaction(write=True) as session:
+                return change(session)
+        except exc.IntegrityError as err:
+            raise self.error(self.race_message) from err
