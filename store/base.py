@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -65,15 +65,39 @@ class FieldMatch:
 
 
 @dataclass(frozen=True)
+class FieldIn:
+    """Payload field `key` equals one of `values` (Qdrant's match-any). Empty `values` match nothing."""
+
+    key: str
+    values: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class AllOf:
+    """Every one of `conditions` (a nested filter, so that a `should` branch can be a conjunction)."""
+
+    conditions: tuple[FieldMatch | FieldIn, ...]
+
+
+Condition = FieldMatch | FieldIn | AllOf
+
+
+@dataclass(frozen=True)
 class PointCriteria:
     """Backend-neutral filter: every `must`, at least one `should` (when any), no `must_not`, and
     `created_from <= created_at < created_before`. Each backend translates it to its own filter type."""
 
-    must: tuple[FieldMatch, ...] = ()
-    should: tuple[FieldMatch, ...] = ()
-    must_not: tuple[FieldMatch, ...] = ()
+    must: tuple[Condition, ...] = ()
+    should: tuple[Condition, ...] = ()
+    must_not: tuple[Condition, ...] = ()
     created_from: datetime | None = None
     created_before: datetime | None = None
+
+    @property
+    def matches_nothing(self) -> bool:
+        """Whether a `must` is an empty match-any: the store answers empty without asking the engine
+        (the engines disagree on what an empty match-any means, and the answer is known anyway)."""
+        return any(isinstance(condition, FieldIn) and not condition.values for condition in self.must)
 
 
 @dataclass(frozen=True)
@@ -85,15 +109,25 @@ class ScoredCandidate:
 
 
 def visibility_criteria(search_filter: SearchFilter, *, exclude_own_message: bool = True) -> PointCriteria:
-    """The guild privacy rule as criteria: own cases or shared ones, minus the query's own post
-    (unless the caller drops that post itself)."""
+    """The guild privacy rule as criteria: own cases, or shared ones of a server that shares now, minus
+    the query's own post (unless the caller drops that post itself).
+
+    The shared branch needs both the case's stamp (`scope` = shared: its author agreed, and the last
+    re-scope saw its server sharing) and its server in `sharing_guilds` (the server shares at query
+    time). Either alone would do while every re-scope task runs; together a missed one cannot leak.
+    """
+    sharing = tuple(sorted(search_filter.sharing_guilds))
+    shared_branch = (FieldMatch("scope", SHARED_SCOPE), FieldIn("guild_id", sharing))
+    must: tuple[Condition, ...]
+    should: tuple[Condition, ...]
     if search_filter.guild_id is None:
-        must: tuple[FieldMatch, ...] = (FieldMatch("scope", SHARED_SCOPE),)
-        should: tuple[FieldMatch, ...] = ()
+        must, should = shared_branch, ()
+    elif not sharing:
+        must, should = (FieldMatch("guild_id", search_filter.guild_id),), ()
     else:
         must = ()
-        should = (FieldMatch("guild_id", search_filter.guild_id), FieldMatch("scope", SHARED_SCOPE))
-    must_not = ()
+        should = (FieldMatch("guild_id", search_filter.guild_id), AllOf(shared_branch))
+    must_not: tuple[Condition, ...] = ()
     if exclude_own_message and search_filter.exclude_message_id is not None:
         must_not = (FieldMatch("message_id", search_filter.exclude_message_id),)
     return PointCriteria(
@@ -234,20 +268,68 @@ class CaseStore(ABC):
         Withdrawal needs the ids to remove thumbnails too. An author or a guild is required, so that
         no call can empty the corpus by accident.
         """
-        if author_id is None and guild_id is None:
-            raise ValueError("delete_where needs author_id or guild_id")
+        point_ids = self.ids_where(author_id=author_id, guild_id=guild_id, scope=scope)
+        if point_ids:
+            self._delete(point_ids)
+        return point_ids
+
+    def ids_where(
+        self,
+        *,
+        author_id: int | None = None,
+        guild_id: int | None = None,
+        scope: Scope | None = None,
+        message_ids: Collection[int] | None = None,
+    ) -> list[str]:
+        """Ids (sorted) of every case matching all the given fields; `message_ids`: any of those posts.
+
+        Erasure reads the ids first so that it can remove thumbnails before the points: a run cut short
+        in between finds the same ids again on its retry. An author, a guild or messages are required.
+        """
+        if author_id is None and guild_id is None and message_ids is None:
+            raise ValueError("ids_where needs author_id, guild_id or message_ids")
         self._check_open()
         if self._collection_dim() is None:
             return []
-        must = tuple(
+        must: tuple[Condition, ...] = tuple(
             FieldMatch(key, value)
             for key, value in (("author_id", author_id), ("guild_id", guild_id), ("scope", scope))
             if value is not None
         )
-        point_ids = sorted(self._matching_ids(PointCriteria(must=must)))
-        if point_ids:
-            self._delete(point_ids)
-        return point_ids
+        if message_ids is not None:
+            must += (FieldIn("message_id", tuple(sorted(set(message_ids)))),)
+        criteria = PointCriteria(must=must)
+        return [] if criteria.matches_nothing else sorted(self._matching_ids(criteria))
+
+    def rescope(
+        self,
+        scope: Scope,
+        *,
+        guild_id: int,
+        author_id: int | None = None,
+        created_from: datetime | None = None,
+    ) -> int:
+        """Stamp `scope` on the guild's cases (of one author, posted at or after `created_from`, when
+        given); returns how many changed. Idempotent: cases already stamped so are left alone.
+
+        One set-payload-by-filter in the engine, however many cases match, so turning a server's
+        sharing off costs the same for ten cases or a hundred thousand.
+        """
+        if scope not in ("server", "shared"):
+            raise ValueError(f"scope must be 'server' or 'shared', got {scope!r}")
+        self._check_open()
+        if self._collection_dim() is None:
+            return 0
+        must: tuple[Condition, ...] = (FieldMatch("guild_id", guild_id),)
+        if author_id is not None:
+            must += (FieldMatch("author_id", author_id),)
+        criteria = PointCriteria(
+            must=must, must_not=(FieldMatch("scope", scope),), created_from=created_from
+        )
+        changing = self._count(criteria)
+        if changing:
+            self._set_payload(criteria, {"scope": scope})
+        return changing
 
     # -- reads ------------------------------------------------------------------------------------
 
@@ -265,7 +347,8 @@ class CaseStore(ABC):
         self._check_open()
         if self._collection_dim() is None:
             return 0
-        return self._count(None if filter is None else visibility_criteria(filter))
+        criteria = None if filter is None else visibility_criteria(filter)
+        return 0 if criteria is not None and criteria.matches_nothing else self._count(criteria)
 
     def find_by_phash(self, guild_id: int, phash: str) -> list[CaseRecord]:
         """Cases of `guild_id` with exactly this perceptual hash (candidate reposts; the caller also
@@ -309,6 +392,8 @@ class CaseStore(ABC):
         # The own post is dropped here rather than by a `must_not`, which roughly doubles qdrant-edge's
         # filtered search time; a post has at most MAX_ATTACHMENTS_PER_MESSAGE cases to skip.
         criteria = visibility_criteria(filter, exclude_own_message=False)
+        if criteria.matches_nothing:
+            return []
         own_message = filter.exclude_message_id
         threshold = filter.collapse_cosine
         limit = k * (1 if threshold is None else COLLAPSE_OVERFETCH)
@@ -384,6 +469,10 @@ class CaseStore(ABC):
     @abstractmethod
     def _delete(self, ids: Sequence[str]) -> None:
         """Delete these ids; unknown ones are ignored."""
+
+    @abstractmethod
+    def _set_payload(self, criteria: PointCriteria, payload: dict[str, Any]) -> None:
+        """Set these payload fields on every point matching `criteria` (the engine's set-by-filter)."""
 
     @abstractmethod
     def _matching_ids(self, criteria: PointCriteria) -> list[str]:

@@ -17,7 +17,16 @@ from typing import Any, TypeVar
 import qdrant_edge as qe
 
 from plipbot.errors import StoreError
-from store.base import INDEXED_FIELDS, CaseStore, FieldMatch, PayloadKind, PointCriteria, ScoredCandidate
+from store.base import (
+    INDEXED_FIELDS,
+    AllOf,
+    CaseStore,
+    Condition,
+    FieldIn,
+    PayloadKind,
+    PointCriteria,
+    ScoredCandidate,
+)
 from store.records import (
     IMAGE_VECTOR,
     TEXT_VECTOR,
@@ -49,7 +58,11 @@ def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _match(condition: FieldMatch) -> qe.FieldCondition:
+def _match(condition: Condition) -> qe.FieldCondition | qe.Filter:
+    if isinstance(condition, AllOf):
+        return qe.Filter(must=[_match(part) for part in condition.conditions])
+    if isinstance(condition, FieldIn):
+        return qe.FieldCondition(condition.key, match=qe.MatchAny(list(condition.values)))
     return qe.FieldCondition(condition.key, match=qe.MatchValue(condition.value))
 
 
@@ -179,6 +192,11 @@ class EdgeCaseStore(CaseStore):
     def _delete(self, ids: Sequence[str]) -> None:
         shard = self._open_shard
         self._engine(lambda: shard.update(qe.UpdateOperation.delete_points(list(ids))), "delete")
+
+    def _set_payload(self, criteria: PointCriteria, payload: dict[str, Any]) -> None:
+        shard = self._open_shard
+        operation = qe.UpdateOperation.set_payload_by_filter(_edge_filter(criteria), payload)
+        self._engine(lambda: shard.update(operation), "write")
 
     def _matching_ids(self, criteria: PointCriteria) -> list[str]:
         shard = self._open_shard

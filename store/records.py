@@ -213,20 +213,26 @@ class CaseHit:
 class SearchFilter:
     """Which cases a search may return; the privacy rule lives here, not in each caller.
 
-    `guild_id` is the asking server: it sees its own cases plus every case with scope `shared`, never
-    another server's `server` cases. `None` (a DM, a command-line query) sees shared cases only.
+    `guild_id` is the asking server: it sees its own cases plus the `shared` cases of the servers in
+    `sharing_guilds`, never another server's `server` cases. `None` (a DM, a command-line query) sees
+    those shared cases only. `sharing_guilds` is the set of servers whose sharing is on *now*, read
+    from the guild configuration when the query is made: a case stays stamped `shared` until a re-scope
+    task rewrites it, so this check is what keeps a missed or late re-scope from leaking. It defaults
+    to no server at all, so a caller that forgets it shows less, never more.
     `exclude_message_id` drops the query's own post; `collapse_cosine` keeps only the best of hits whose
     image vectors are at least that similar to each other (reposts of one image count once);
     `created_from`/`created_before` bound `created_at` (inclusive / exclusive).
     """
 
     guild_id: int | None
+    sharing_guilds: frozenset[int] = frozenset()
     exclude_message_id: int | None = None
     collapse_cosine: float | None = None
     created_from: datetime | None = None
     created_before: datetime | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "sharing_guilds", frozenset(self.sharing_guilds))
         if self.collapse_cosine is not None and not -1.0 <= self.collapse_cosine <= 1.0:
             raise ValueError("collapse_cosine must lie in [-1, 1]")
         for bound in (self.created_from, self.created_before):

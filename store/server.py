@@ -21,7 +21,16 @@ from qdrant_client.common.client_exceptions import ResourceExhaustedResponse
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from plipbot.errors import ServiceUnavailableError, StoreError
-from store.base import INDEXED_FIELDS, CaseStore, FieldMatch, PayloadKind, PointCriteria, ScoredCandidate
+from store.base import (
+    INDEXED_FIELDS,
+    AllOf,
+    CaseStore,
+    Condition,
+    FieldIn,
+    PayloadKind,
+    PointCriteria,
+    ScoredCandidate,
+)
 from store.records import (
     IMAGE_VECTOR,
     TEXT_VECTOR,
@@ -82,7 +91,11 @@ def server_errors(call: Callable[[], T], action: str) -> T:
         raise StoreError(f"The case store (Qdrant) refused to {action}.") from err
 
 
-def _match(condition: FieldMatch) -> models.FieldCondition:
+def _match(condition: Condition) -> models.FieldCondition | models.Filter:
+    if isinstance(condition, AllOf):
+        return models.Filter(must=[_match(part) for part in condition.conditions])
+    if isinstance(condition, FieldIn):
+        return models.FieldCondition(key=condition.key, match=models.MatchAny(any=list(condition.values)))
     return models.FieldCondition(key=condition.key, match=models.MatchValue(value=condition.value))
 
 
@@ -216,6 +229,13 @@ class ServerCaseStore(CaseStore):
         selector = models.PointIdsList(points=list(ids))
         server_errors(
             lambda: self._client.delete(self.collection, points_selector=selector, wait=True), "delete"
+        )
+
+    def _set_payload(self, criteria: PointCriteria, payload: dict[str, Any]) -> None:
+        selector = models.FilterSelector(filter=_server_filter(criteria))
+        server_errors(
+            lambda: self._client.set_payload(self.collection, payload=payload, points=selector, wait=True),
+            "write",
         )
 
     def _matching_ids(self, criteria: PointCriteria) -> list[str]:

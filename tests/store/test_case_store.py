@@ -42,6 +42,7 @@ GUILD_B = 1_000_000_000_000_000_002
 AUTHOR = 555
 OTHER_AUTHOR = 777
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+BOTH = frozenset({GUILD_A, GUILD_B})
 
 OpenStore = Callable[..., CaseStore]
 
@@ -205,9 +206,11 @@ def test_count_with_a_filter_counts_what_the_guild_may_see(case_store: CaseStore
         ]
     )
     assert case_store.count() == 3
-    assert case_store.count(SearchFilter(guild_id=GUILD_A)) == 2
-    assert case_store.count(SearchFilter(guild_id=GUILD_B)) == 2
-    assert case_store.count(SearchFilter(guild_id=None)) == 1
+    assert case_store.count(SearchFilter(guild_id=GUILD_A, sharing_guilds=BOTH)) == 2
+    assert case_store.count(SearchFilter(guild_id=GUILD_B, sharing_guilds=BOTH)) == 2
+    assert case_store.count(SearchFilter(guild_id=None, sharing_guilds=BOTH)) == 1
+    assert case_store.count(SearchFilter(guild_id=GUILD_B)) == 1
+    assert case_store.count(SearchFilter(guild_id=None)) == 0
 
 
 def test_delete_by_id_ignores_unknown_ids(case_store: CaseStore) -> None:
@@ -301,12 +304,59 @@ def test_guild_isolation_private_cases_never_cross_guilds(case_store: CaseStore)
     case_store.upsert([private_a, shared_a, private_b, shared_b])
     query = basis(0)
 
-    seen_by_b = ids_of(case_store.search(query, k=10, filter=SearchFilter(guild_id=GUILD_B)))
-    assert seen_by_b == [private_b.id, shared_a.id, shared_b.id]
-    seen_by_a = ids_of(case_store.search(query, k=10, filter=SearchFilter(guild_id=GUILD_A)))
-    assert seen_by_a == [private_a.id, shared_a.id, shared_b.id]
-    seen_in_dm = ids_of(case_store.search(query, k=10, filter=SearchFilter(guild_id=None)))
-    assert seen_in_dm == [shared_a.id, shared_b.id]
+    def seen(guild: int | None, sharing: frozenset[int] = BOTH) -> list[str]:
+        visible = SearchFilter(guild_id=guild, sharing_guilds=sharing)
+        return ids_of(case_store.search(query, k=10, filter=visible))
+
+    assert seen(GUILD_B) == [private_b.id, shared_a.id, shared_b.id]
+    assert seen(GUILD_A) == [private_a.id, shared_a.id, shared_b.id]
+    assert seen(None) == [shared_a.id, shared_b.id]
+    # A server whose sharing is off now hides its cases still stamped shared (a missed re-scope).
+    assert seen(GUILD_B, frozenset({GUILD_B})) == [private_b.id, shared_b.id]
+    assert seen(None, frozenset({GUILD_B})) == [shared_b.id]
+    assert seen(GUILD_A, frozenset()) == [private_a.id, shared_a.id]
+    assert seen(None, frozenset()) == []
+
+
+def test_rescope_rewrites_the_scope_of_a_guild_or_an_author(case_store: CaseStore) -> None:
+    later = T0 + timedelta(days=1)
+    cases = [
+        make_case(1, basis(0), scope="shared"),
+        make_case(2, basis(1), scope="shared", author=OTHER_AUTHOR),
+        make_case(3, basis(2), scope="shared", created_at=later),
+        make_case(4, basis(3), guild=GUILD_B, scope="shared"),
+    ]
+    case_store.upsert(cases)
+    assert case_store.rescope("server", guild_id=GUILD_A, author_id=AUTHOR) == 2
+    assert case_store.rescope("server", guild_id=GUILD_A, author_id=AUTHOR) == 0  # idempotent
+    scopes = {record.id: record.payload.scope for record in case_store.get([c.id for c in cases])}
+    assert [scopes[c.id] for c in cases] == ["server", "shared", "server", "shared"]
+    assert case_store.rescope("shared", guild_id=GUILD_A, author_id=AUTHOR, created_from=later) == 1
+    assert case_store.get([cases[0].id])[0].payload.scope == "server"
+    assert case_store.get([cases[2].id])[0].payload.scope == "shared"
+    assert case_store.rescope("server", guild_id=GUILD_A) == 2
+    shared_now = SearchFilter(guild_id=None, sharing_guilds=BOTH)
+    assert ids_of(case_store.search(basis(3), k=10, filter=shared_now)) == [cases[3].id]
+    # The rest of each payload and the vectors are untouched.
+    [rescoped] = case_store.get([cases[2].id])
+    assert rescoped.payload.model_copy(update={"scope": "shared"}) == cases[2].payload
+    assert_same_cases([rescoped], [CaseRecord(cases[2].id, rescoped.payload, cases[2].image_vector)])
+
+
+def test_ids_where_finds_the_cases_of_deleted_messages(case_store: CaseStore) -> None:
+    cases = [
+        make_case(1, basis(0), message=900),
+        make_case(2, basis(1), message=900),
+        make_case(3, basis(2), message=901),
+        make_case(4, basis(3), message=900, guild=GUILD_B),
+    ]
+    case_store.upsert(cases)
+    assert case_store.ids_where(guild_id=GUILD_A, message_ids=[900]) == sorted([cases[0].id, cases[1].id])
+    in_a = case_store.ids_where(guild_id=GUILD_A, message_ids=[900, 901, 5])
+    assert in_a == sorted(c.id for c in cases[:3])
+    assert case_store.ids_where(guild_id=GUILD_A, message_ids=[]) == []
+    with pytest.raises(ValueError, match="needs"):
+        case_store.ids_where()
 
 
 def test_search_excludes_the_query_s_own_message(case_store: CaseStore) -> None:
