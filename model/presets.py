@@ -11,6 +11,22 @@ from model.zeroshot import Label, LabelSet
 _PATCH = "An H&E image patch of {}."
 _TISSUE = "An H&E image of {} tissue."
 
+# Kather's class folders (CRC-VAL-HE-7K, NCT-CRC-HE-100K) and the descriptive names PLIP prompts with.
+_KATHER_FOLDERS = {
+    "ADI": "adipose tissue",
+    "BACK": "background",
+    "DEB": "debris",
+    "LYM": "lymphocytes",
+    "MUC": "mucus",
+    "MUS": "smooth muscle",
+    "NORM": "normal colon mucosa",
+    "STR": "cancer-associated stroma",
+    "TUM": "colorectal adenocarcinoma epithelium",
+}
+# Per preset, how its dataset names its class folders when that differs from the labels
+# (`plipbot eval` matches folders by these names as well as by the labels themselves).
+_FOLDER_NAMES: dict[str, dict[str, str]] = {"kather": _KATHER_FOLDERS}
+
 
 def _simple(name: str, description: str, labels: list[str], templates: list[str]) -> LabelSet:
     return LabelSet(
@@ -25,17 +41,7 @@ def _build() -> dict[str, LabelSet]:
         _simple(
             "kather",
             "Kather colon (CRC-VAL-HE-7K): 9 colorectal tissue classes, the paper's main zero-shot set.",
-            [
-                "adipose tissue",
-                "background",
-                "debris",
-                "lymphocytes",
-                "mucus",
-                "smooth muscle",
-                "normal colon mucosa",
-                "cancer-associated stroma",
-                "colorectal adenocarcinoma epithelium",
-            ],
+            list(_KATHER_FOLDERS.values()),
             [_PATCH],
         ),
         _simple(
@@ -108,6 +114,12 @@ def get_preset(name: str) -> LabelSet:
     if name not in presets:
         raise LabelSetError(f"Unknown preset '{name}'. Presets: {', '.join(sorted(presets))}.")
     return presets[name]
+
+
+def preset_folder_names(name: str) -> dict[str, str]:
+    """Dataset class-folder names of a preset mapped to its labels (empty when folders are the labels)."""
+    get_preset(name)  # unknown names fail with the list of presets
+    return dict(_FOLDER_NAMES.get(name, {}))
 
 
 DEFAULT_PRESET = "organ"
