@@ -1,0 +1,1 @@
+"""Learning from a server's confirmed examples: the examples store and the per-server cache adapters."""
