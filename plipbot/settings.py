@@ -146,6 +146,26 @@ class ObservabilitySettings(BaseModel):
     )
 
 
+class LearningSettings(BaseModel):
+    """Learning from a server's confirmed examples (a Tip-Adapter cache per server and label set)."""
+
+    enabled: bool = Field(
+        True, description="Let confirmed examples adapt answers at all (servers still switch it per channel)."
+    )
+    margin: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Leave-one-out accuracy the adapter must gain over zero-shot on a server's examples.",
+    )
+    min_examples_per_label: int = Field(
+        2, ge=1, le=100, description="Examples every label needs before learning starts by itself."
+    )
+    max_examples: int = Field(
+        1000, ge=2, le=20000, description="Newest examples per server the adapter uses (bounds its cost)."
+    )
+
+
 class Settings(BaseSettings):
     """All of plipbot's configuration."""
 
@@ -174,6 +194,7 @@ class Settings(BaseSettings):
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     workers: WorkerSettings = Field(default_factory=WorkerSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    learning: LearningSettings = Field(default_factory=LearningSettings)
 
     @property
     def models_dir(self) -> Path:
