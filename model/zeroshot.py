@@ -213,10 +213,13 @@ class ZeroShotClassifier:
             start += len(prompts)
         return np.stack(rows).astype(np.float32)
 
+    def logits(self, image_embeddings: np.ndarray, label_set: LabelSet) -> np.ndarray:
+        """(n_images, n_labels) logit_scale * cosine (what a cache adapter adds to)."""
+        return self.encoder.logit_scale * (image_embeddings @ self.label_embeddings(label_set).T)
+
     def probabilities(self, image_embeddings: np.ndarray, label_set: LabelSet) -> np.ndarray:
         """(n_images, n_labels) softmax(logit_scale * cosine)."""
-        logits = self.encoder.logit_scale * (image_embeddings @ self.label_embeddings(label_set).T)
-        return softmax(logits)
+        return softmax(self.logits(image_embeddings, label_set))
 
     def predict_embeddings(
         self, image_embeddings: np.ndarray, label_set: LabelSet, top_k: int = 3
@@ -228,6 +231,11 @@ class ZeroShotClassifier:
     def predict(self, images: Sequence[Image.Image], label_set: LabelSet, top_k: int = 3) -> list[Prediction]:
         """Embed images and suggest labels."""
         return self.predict_embeddings(self.encoder.encode_images(images), label_set, top_k)
+
+    def prediction(self, probabilities: np.ndarray, label_set: LabelSet, top_k: int = 3) -> Prediction:
+        """Ranked suggestions and the uncertainty flags for one row of probabilities over `label_set`
+        (e.g. probabilities a cache adapter changed)."""
+        return self._prediction(np.asarray(probabilities, dtype=np.float64), label_set, top_k)
 
     def _prediction(self, row: np.ndarray, label_set: LabelSet, top_k: int) -> Prediction:
         order = np.argsort(-row, kind="stable")
