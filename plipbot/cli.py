@@ -15,13 +15,13 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 
-from plipbot import __version__, cli_bot, cli_corpus, cli_model, cli_ops, cli_worker
+from plipbot import __version__, cli_bot, cli_corpus, cli_eval, cli_model, cli_ops, cli_worker
 from plipbot.composition import Container
 from plipbot.errors import PlipbotError
 from plipbot.settings import load_settings
 
 EXIT_USER_ERROR = 2
-COMMAND_MODULES = (cli_model, cli_corpus, cli_worker, cli_bot, cli_ops)
+COMMAND_MODULES = (cli_model, cli_corpus, cli_worker, cli_bot, cli_ops, cli_eval)
 
 
 class _OneLineParser(argparse.ArgumentParser):
