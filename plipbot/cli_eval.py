@@ -86,6 +86,10 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run_compare)
 
+    from plipbot import cli_fewshot  # the few-shot curve of the cache adapter (issue: learning)
+
+    cli_fewshot.register(esub)
+
 
 # ---------------------------------------------------------------- shared steps (also used by other commands)
 
