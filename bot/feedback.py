@@ -13,7 +13,7 @@ stands beside either.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -340,11 +340,25 @@ class FeedbackStore(SqlStore):
             top_confusions=ranked[: max(top, 0)],
         )
 
-    def forget_user(self, user_id: int) -> int:
-        """Delete every feedback row of a user, in every server; returns how many were deleted."""
+    store_name = "feedback"
+    """As a `plipbot.user_data.UserDataStore`."""
+
+    def forget_user(self, user_id: int, guild_id: int | None = None) -> int:
+        """Delete every feedback row of a user in `guild_id` (every server when None); returns how many."""
         snowflake("user_id", user_id)
+        statement = sa.delete(_FeedbackRow).where(_FeedbackRow.user_id == user_id)
+        if guild_id is not None:
+            statement = statement.where(_FeedbackRow.guild_id == guild_id)
         with self._transaction(write=True) as session:
-            deleted = session.scalars(
-                sa.delete(_FeedbackRow).where(_FeedbackRow.user_id == user_id).returning(_FeedbackRow.id)
-            ).all()
-            return len(deleted)
+            return len(session.scalars(statement.returning(_FeedbackRow.id)).all())
+
+    def forget_messages(self, guild_id: int, message_ids: Collection[int]) -> int:
+        """Delete the votes on answers that were deleted on Discord (a row's `answer_id` is the bot's
+        answer message); returns how many."""
+        if not message_ids:
+            return 0
+        statement = sa.delete(_FeedbackRow).where(
+            _FeedbackRow.guild_id == guild_id, _FeedbackRow.answer_id.in_(sorted(set(message_ids)))
+        )
+        with self._transaction(write=True) as session:
+            return len(session.scalars(statement.returning(_FeedbackRow.id)).all())

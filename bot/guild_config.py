@@ -19,7 +19,7 @@ Callers get frozen dataclasses, never ORM objects.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -345,6 +345,12 @@ class GuildConfigStore(SqlStore):
         """Whether the server lets consented cases into the shared corpus (default: no)."""
         return self.guild_settings(guild_id).sharing
 
+    def sharing_guilds(self) -> frozenset[int]:
+        """Every server whose sharing is on now: searches read it at query time (`SearchFilter`), so a
+        server that turned sharing off is hidden at once, before its cases are re-scoped."""
+        with self._transaction(write=False) as session:
+            return frozenset(session.scalars(sa.select(GuildRow.guild_id).where(GuildRow.sharing.is_(True))))
+
     def threads(self, guild_id: int) -> bool:
         """Whether answers go into a thread instead of a reply (default: reply)."""
         return self.guild_settings(guild_id).threads
@@ -504,18 +510,25 @@ class GuildConfigStore(SqlStore):
         with self._transaction(write=True) as session:
             return session.execute(statement).first() is not None
 
-    def forget_user(self, user_id: int) -> int:
-        """Delete what the configuration holds about a user (their first-post notices); returns the count.
+    store_name = "notices"
+    """As a `plipbot.user_data.UserDataStore`: what the configuration holds about users."""
+
+    def forget_user(self, user_id: int, guild_id: int | None = None) -> int:
+        """Delete what the configuration holds about a user (their first-post notices) in `guild_id`, or
+        in every server when None; returns the count.
 
         Audit rows keep moderators' ids: they record who changed a server's settings, not the user.
         """
         snowflake("user_id", user_id)
+        statement = sa.delete(NoticeRow).where(NoticeRow.user_id == user_id)
+        if guild_id is not None:
+            statement = statement.where(NoticeRow.guild_id == guild_id)
         with self._transaction(write=True) as session:
-            return len(
-                session.scalars(
-                    sa.delete(NoticeRow).where(NoticeRow.user_id == user_id).returning(NoticeRow.guild_id)
-                ).all()
-            )
+            return len(session.scalars(statement.returning(NoticeRow.guild_id)).all())
+
+    def forget_messages(self, guild_id: int, message_ids: Collection[int]) -> int:
+        """Notices are kept per (server, user), never per message: a deleted post leaves nothing here."""
+        return 0
 
     # --- audit ----------------------------------------------------------------------------------------
 

@@ -183,6 +183,55 @@ class _AuditRow(_Base):
         )
 
 
+class _ErasureRow(_Base):
+    """One withdrawal's erasure of a user's data, from request to completion and notification.
+
+    Opened before anything is deleted and closed only when every store has forgotten the user, so a run
+    cut short (a store down midway, a worker killed) stays open for the sweep to finish.
+    """
+
+    __tablename__ = "erasure_requests"
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(sa.BigInteger, index=True)
+    guild_id: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)
+    actor_id: Mapped[int] = mapped_column(sa.BigInteger)
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True, index=True)
+    notified_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True, index=True)
+    items_erased: Mapped[int] = mapped_column(sa.Integer, default=0)
+
+    def to_erasure(self) -> Erasure:
+        return Erasure(
+            id=self.id,
+            user_id=self.user_id,
+            guild_id=self.guild_id,
+            actor_id=self.actor_id,
+            requested_at=self.requested_at,
+            attempts=self.attempts,
+            completed_at=self.completed_at,
+            notified_at=self.notified_at,
+            items_erased=self.items_erased,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """A withdrawal's erasure: open until every store has forgotten the user, then told to them once."""
+
+    id: int
+    user_id: int
+    guild_id: int | None
+    """None: every server."""
+    actor_id: int
+    requested_at: datetime
+    attempts: int
+    completed_at: datetime | None
+    notified_at: datetime | None
+    items_erased: int
+
+
 class ConsentLedger(SqlStore):
     """The durable record of consent, shared by the bot, the ingest workers and the CLI.
 
@@ -364,6 +413,88 @@ class ConsentLedger(SqlStore):
             if guild_id is not None:
                 statement = statement.where(_ConsentRow.guild_id == guild_id)
             return [row.to_consent() for row in session.scalars(statement)]
+
+    def active_grants(self, guild_id: int) -> list[Consent]:
+        """Every active grant in the guild, oldest first: what a re-scope of the server reads."""
+        with self._transaction(write=False) as session:
+            statement = (
+                sa.select(_ConsentRow)
+                .where(_ConsentRow.guild_id == guild_id, _ConsentRow.withdrawn_at.is_(None))
+                .order_by(_ConsentRow.id)
+            )
+            return [row.to_consent() for row in session.scalars(statement)]
+
+    # --- erasures (see ingest.withdrawal) -----------------------------------------------------------
+
+    def open_erasure(self, user_id: int, guild_id: int | None, *, actor_id: int | None = None) -> Erasure:
+        """Record that the user's data (in `guild_id`, or everywhere) must be erased; returns the open
+        request, reusing one already open for the same user and server."""
+        with self._transaction(write=True) as session:
+            self._lock_user(session, user_id)
+            statement = sa.select(_ErasureRow).where(
+                _ErasureRow.user_id == user_id,
+                _ErasureRow.completed_at.is_(None),
+                _ErasureRow.guild_id.is_(None) if guild_id is None else _ErasureRow.guild_id == guild_id,
+            )
+            row = session.scalars(statement.order_by(_ErasureRow.id)).first()
+            if row is None:
+                row = _ErasureRow(
+                    user_id=user_id,
+                    guild_id=guild_id,
+                    actor_id=user_id if actor_id is None else actor_id,
+                    requested_at=datetime.now(UTC),
+                    attempts=0,
+                    items_erased=0,
+                )
+                session.add(row)
+            row.attempts += 1
+            session.flush()
+            return row.to_erasure()
+
+    def complete_erasure(self, erasure_id: int, items_erased: int, *, notified: bool) -> bool:
+        """Close an erasure; True only for the call that closed it (a sweep racing the original run
+        closes it once). `notified`: the requester was already told (e.g. in the command's reply)."""
+        now = datetime.now(UTC)
+        with self._transaction(write=True) as session:
+            row = session.get(_ErasureRow, erasure_id, with_for_update=True)
+            if row is None or row.completed_at is not None:
+                return False
+            row.completed_at = now
+            row.items_erased += items_erased
+            row.notified_at = now if notified else None
+            return True
+
+    def note_erasure_attempt(self, erasure_id: int, items_erased: int) -> None:
+        """Count what a run that did not finish erased anyway (and that it tried)."""
+        with self._transaction(write=True) as session:
+            row = session.get(_ErasureRow, erasure_id, with_for_update=True)
+            if row is not None and row.completed_at is None:
+                row.items_erased += items_erased
+                row.attempts += 1
+
+    def pending_erasures(self) -> list[Erasure]:
+        """Erasures not finished yet, oldest first: what the withdrawal sweep retries."""
+        with self._transaction(write=False) as session:
+            statement = sa.select(_ErasureRow).where(_ErasureRow.completed_at.is_(None))
+            statement = statement.order_by(_ErasureRow.id)
+            return [row.to_erasure() for row in session.scalars(statement)]
+
+    def unnotified_erasures(self) -> list[Erasure]:
+        """Finished erasures whose user has not been told yet (the bot DMs them, then `mark_notified`)."""
+        with self._transaction(write=False) as session:
+            statement = (
+                sa.select(_ErasureRow)
+                .where(_ErasureRow.completed_at.is_not(None), _ErasureRow.notified_at.is_(None))
+                .order_by(_ErasureRow.id)
+            )
+            return [row.to_erasure() for row in session.scalars(statement)]
+
+    def mark_notified(self, erasure_id: int) -> None:
+        """The user was told their erasure finished."""
+        with self._transaction(write=True) as session:
+            row = session.get(_ErasureRow, erasure_id, with_for_update=True)
+            if row is not None and row.notified_at is None:
+                row.notified_at = datetime.now(UTC)
 
     def withdrawn_users(self, guild_id: int) -> frozenset[int]:
         """Users who once consented in the guild and have no active grant there now.

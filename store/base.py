@@ -235,6 +235,17 @@ class CaseStore(ABC):
             )
         self._ensure_payload_indexes()
 
+    def optimize(self) -> None:
+        """Index every point written so far (HNSW graph, quantization; see `store.tuning`), blocking.
+
+        A bulk import calls this once at the end, so that its first searches are fast; the embedded
+        engine also does it by itself every `AUTO_OPTIMIZE_POINTS` writes. A Qdrant server indexes in
+        the background, so there it returns at once.
+        """
+        self._check_open()
+        if self._collection_dim() is not None:
+            self._optimize()
+
     # -- writes -----------------------------------------------------------------------------------
 
     def upsert(self, records: Iterable[CaseRecord]) -> None:
@@ -259,6 +270,18 @@ class CaseStore(ABC):
         point_ids = _normalise_ids(ids)
         if point_ids and self._collection_dim() is not None:
             self._delete(point_ids)
+
+    def purge_deleted(self) -> None:
+        """Make deleted cases unrecoverable from the engine's files, not only invisible to queries.
+
+        An engine deletes by marking: the payload (caption, ids) stays in its storage pages and in its
+        write-ahead log until they are rewritten. Erasure calls this after deleting, so that "deleted"
+        means gone from the data directory. A no-op where the engine's files are not ours (a Qdrant
+        server vacuums its own segments).
+        """
+        self._check_open()
+        if self._collection_dim() is not None:
+            self._purge_deleted()
 
     def delete_where(
         self, *, author_id: int | None = None, guild_id: int | None = None, scope: Scope | None = None
@@ -308,9 +331,10 @@ class CaseStore(ABC):
         guild_id: int,
         author_id: int | None = None,
         created_from: datetime | None = None,
+        created_before: datetime | None = None,
     ) -> int:
-        """Stamp `scope` on the guild's cases (of one author, posted at or after `created_from`, when
-        given); returns how many changed. Idempotent: cases already stamped so are left alone.
+        """Stamp `scope` on the guild's cases (of one author, posted in `[created_from, created_before)`,
+        when given); returns how many changed. Idempotent: cases already stamped so are left alone.
 
         One set-payload-by-filter in the engine, however many cases match, so turning a server's
         sharing off costs the same for ten cases or a hundred thousand.
@@ -324,7 +348,10 @@ class CaseStore(ABC):
         if author_id is not None:
             must += (FieldMatch("author_id", author_id),)
         criteria = PointCriteria(
-            must=must, must_not=(FieldMatch("scope", scope),), created_from=created_from
+            must=must,
+            must_not=(FieldMatch("scope", scope),),
+            created_from=created_from,
+            created_before=created_before,
         )
         changing = self._count(criteria)
         if changing:
@@ -471,6 +498,10 @@ class CaseStore(ABC):
         """Delete these ids; unknown ones are ignored."""
 
     @abstractmethod
+    def _purge_deleted(self) -> None:
+        """Rewrite storage without deleted points, where the engine's files are ours."""
+
+    @abstractmethod
     def _set_payload(self, criteria: PointCriteria, payload: dict[str, Any]) -> None:
         """Set these payload fields on every point matching `criteria` (the engine's set-by-filter)."""
 
@@ -488,6 +519,9 @@ class CaseStore(ABC):
         with_image_vector: bool,
     ) -> list[ScoredCandidate]:
         """Nearest `limit` points by cosine on the named vector, with payloads."""
+
+    def _optimize(self) -> None:  # noqa: B027 - engines that index in the background need nothing
+        """Build the vector index of points not indexed yet, blocking until done."""
 
     @abstractmethod
     def _close(self) -> None:

@@ -42,6 +42,16 @@ from store.records import (
     VectorName,
     as_vector,
 )
+from store.tuning import (
+    FULL_SCAN_THRESHOLD_KB,
+    HNSW_EF_CONSTRUCT,
+    HNSW_LINKED_FIELDS,
+    HNSW_M,
+    HNSW_PAYLOAD_M,
+    QUANTIZATION_QUANTILE,
+    RESCORE_OVERSAMPLING,
+    SEARCH_HNSW_EF,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +66,22 @@ _UNAVAILABLE_GRPC_CODES = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 )
 
-_SCHEMA: dict[PayloadKind, models.PayloadSchemaType] = {
-    "integer": models.PayloadSchemaType.INTEGER,
-    "keyword": models.PayloadSchemaType.KEYWORD,
-    "datetime": models.PayloadSchemaType.DATETIME,
-}
+_SEARCH_PARAMS = models.SearchParams(
+    hnsw_ef=SEARCH_HNSW_EF,
+    quantization=models.QuantizationSearchParams(rescore=True, oversampling=RESCORE_OVERSAMPLING),
+)
+
+
+def _index_schema(field_name: str, kind: PayloadKind) -> models.PayloadSchemaParams:
+    """Payload index parameters: per-value HNSW links only for the fields every search filters on."""
+    linked = field_name in HNSW_LINKED_FIELDS
+    if kind == "integer":
+        return models.IntegerIndexParams(
+            type=models.IntegerIndexType.INTEGER, lookup=True, range=False, enable_hnsw=linked
+        )
+    if kind == "keyword":
+        return models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, enable_hnsw=linked)
+    return models.DatetimeIndexParams(type=models.DatetimeIndexType.DATETIME, enable_hnsw=linked)
 
 
 def server_errors(call: Callable[[], T], action: str) -> T:
@@ -144,6 +165,10 @@ class ServerCaseStore(CaseStore):
         self._client = client
         self._owns_client = owns_client
         self._dim: int | None = None
+        options = client.init_options
+        # Local mode (tests' ":memory:") searches by brute force and warns about search params.
+        local = options.get("location") == ":memory:" or options.get("path") is not None
+        self._search_params = None if local else _SEARCH_PARAMS
 
     @classmethod
     def connect(
@@ -174,7 +199,19 @@ class ServerCaseStore(CaseStore):
         try:
             server_errors(
                 lambda: self._client.create_collection(
-                    self.collection, vectors_config={IMAGE_VECTOR: vector_params, TEXT_VECTOR: vector_params}
+                    self.collection,
+                    vectors_config={IMAGE_VECTOR: vector_params, TEXT_VECTOR: vector_params},
+                    hnsw_config=models.HnswConfigDiff(
+                        m=HNSW_M,
+                        ef_construct=HNSW_EF_CONSTRUCT,
+                        full_scan_threshold=FULL_SCAN_THRESHOLD_KB,
+                        payload_m=HNSW_PAYLOAD_M,
+                    ),
+                    quantization_config=models.ScalarQuantization(
+                        scalar=models.ScalarQuantizationConfig(
+                            type=models.ScalarType.INT8, quantile=QUANTIZATION_QUANTILE, always_ram=True
+                        )
+                    ),
                 ),
                 "create the collection",
             )
@@ -197,7 +234,7 @@ class ServerCaseStore(CaseStore):
             if field_name not in info.payload_schema:
                 server_errors(
                     lambda field_name=field_name, kind=kind: self._client.create_payload_index(
-                        self.collection, field_name, _SCHEMA[kind], wait=True
+                        self.collection, field_name, _index_schema(field_name, kind), wait=True
                     ),
                     "index",
                 )
@@ -230,6 +267,10 @@ class ServerCaseStore(CaseStore):
         server_errors(
             lambda: self._client.delete(self.collection, points_selector=selector, wait=True), "delete"
         )
+
+    def _purge_deleted(self) -> None:
+        """Nothing to do: a Qdrant server's optimizer vacuums segments with deleted points itself
+        (its `vacuum_min_vector_number` / `deleted_threshold`), and its files are not ours to rewrite."""
 
     def _set_payload(self, criteria: PointCriteria, payload: dict[str, Any]) -> None:
         selector = models.FilterSelector(filter=_server_filter(criteria))
@@ -273,6 +314,7 @@ class ServerCaseStore(CaseStore):
                 using=using,
                 limit=limit,
                 query_filter=_server_filter(criteria),
+                search_params=self._search_params,
                 with_payload=True,
                 with_vectors=[IMAGE_VECTOR] if with_image_vector else False,
             ),

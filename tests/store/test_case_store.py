@@ -550,3 +550,44 @@ def test_payloads_need_aware_times_and_hex_hashes() -> None:
         make_case(1, basis(0), phash="not-hex")
     local = make_case(1, basis(0), created_at=datetime(2024, 1, 1, 14, tzinfo=timezone(timedelta(hours=2))))
     assert local.payload.to_storage()["created_at"] == "2024-01-01T12:00:00Z"
+
+
+def test_purge_leaves_no_trace_of_deleted_cases_on_disk(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    with EdgeCaseStore(root, PLIP) as store:
+        store.ensure_collection(DIM)
+        kept, erased = make_case(1, basis(0), text=basis(1)), make_case(2, basis(2), text=basis(3))
+        store.upsert([kept, erased])
+        store.delete([erased.id])
+        store.purge_deleted()
+        files = b"".join(p.read_bytes() for p in root.rglob("*") if p.is_file())
+        assert b"caption 2" not in files and b"caption 1" in files
+        assert ids_of(store.search(basis(0), k=5, filter=SearchFilter(guild_id=GUILD_A))) == [kept.id]
+        store.upsert([erased])  # still writable after the swap
+    with EdgeCaseStore(root, PLIP) as reopened:
+        assert reopened.count() == 2
+        assert reopened.count(SearchFilter(guild_id=GUILD_A)) == 2  # payload indexes rebuilt too
+
+
+def test_a_purge_cut_short_between_its_renames_is_undone_on_open(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    with EdgeCaseStore(root, PLIP) as store:
+        store.ensure_collection(DIM)
+        store.upsert([make_case(1, basis(0))])
+        path = store.path
+    path.rename(path.with_name(path.name + ".old"))  # as if killed after the first rename
+    (path.with_name(path.name + ".rebuild")).mkdir()
+    with EdgeCaseStore(root, PLIP) as reopened:
+        assert reopened.count() == 1
+    assert not path.with_name(path.name + ".old").exists()
+    assert not path.with_name(path.name + ".rebuild").exists()
+
+
+def test_purge_is_harmless_on_the_server_store() -> None:
+    client = QdrantClient(":memory:")
+    with ServerCaseStore(client, PLIP) as store:
+        store.ensure_collection(DIM)
+        store.upsert([make_case(1, basis(0))])
+        store.purge_deleted()
+        assert store.count() == 1
+    client.close()
