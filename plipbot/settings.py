@@ -98,6 +98,12 @@ class DiscordSettings(BaseModel):
     sync_guild_id: int | None = Field(
         None, description="Sync slash commands to this server only (instant, for testing); unset = global."
     )
+    erasure_sweep_s: float = Field(
+        300.0,
+        ge=0,
+        description="How often the bot retries withdrawals a store failure cut short and tells users "
+        "whose erasure finished (0: never).",
+    )
 
 
 class WorkerSettings(BaseModel):
@@ -113,7 +119,9 @@ class WorkerSettings(BaseModel):
         300.0, gt=0, description="Redis broker: an unacknowledged message is redelivered after this long."
     )
     restore_interval_s: float = Field(10.0, gt=0, description="How often workers look for such messages.")
-    result_expires_s: int = Field(3600, ge=60, description="Results are deleted after this long.")
+    result_expires_s: int = Field(
+        300, ge=60, description="Results not collected by their caller are deleted after this long."
+    )
     client_timeout_s: float = Field(30.0, gt=0, description="How long a caller waits for a result.")
     connect_timeout_s: float = Field(2.0, gt=0, description="Connecting to Redis (broker, results, blobs).")
     publish_retries: int = Field(2, ge=0, description="Send retries before the broker counts as down.")

@@ -42,7 +42,7 @@ def test_delivery_settings() -> None:
     assert conf.worker_prefetch_multiplier == 1
     assert conf.task_reject_on_worker_lost is True
     assert (conf.task_soft_time_limit, conf.task_time_limit) == (5, 9)
-    assert conf.result_expires == 3600
+    assert conf.result_expires == 300
     for spec in TASKS:
         task = app.tasks[spec.name]
         assert task.acks_late is spec.idempotent, spec.name
