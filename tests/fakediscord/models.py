@@ -29,6 +29,7 @@ DEFAULT_ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024  # bytes; Discord's upload limi
 
 # Channel, interaction and component type numbers used below (Discord docs, "Channel Types" etc.).
 GUILD_TEXT = 0
+DM = 1
 GUILD_CATEGORY = 4
 PUBLIC_THREAD = 11
 INTERACTION_PING = 1

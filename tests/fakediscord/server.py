@@ -47,7 +47,7 @@ import time
 import traceback
 import urllib.parse
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
@@ -295,6 +295,7 @@ class FakeDiscord:
         self._guilds: dict[str, Payload] = {}
         self._channels: dict[str, Payload] = {}
         self._messages: dict[str, Payload] = {}
+        self._dm_channels: dict[str, Payload] = {}  # by recipient user id
         self._blobs: dict[str, _Blob] = {}
         self._interactions: dict[str, _InteractionState] = {}
         self._interactions_by_token: dict[str, _InteractionState] = {}
@@ -907,6 +908,39 @@ class FakeDiscord:
         )
         future.result(timeout)
 
+    def delete_user_messages(self, messages: Sequence[Payload], *, timeout: float = 5.0) -> None:
+        """A person deletes messages: one is MESSAGE_DELETE, several are one MESSAGE_DELETE_BULK (what a
+        moderator's purge sends). All must be in one channel; the bot may never have cached them."""
+        if not messages:
+            raise ValueError("nothing to delete")
+        channel_id = messages[0]["channel_id"]
+        if any(message["channel_id"] != channel_id for message in messages):
+            raise ValueError("a bulk delete covers one channel")
+        guild_id = self.get_channel(channel_id).get("guild_id")
+        ids = [message["id"] for message in messages]
+        with self._lock:
+            for message_id in ids:
+                self._messages.pop(message_id, None)
+        if len(ids) == 1:
+            payload: Payload = {"id": ids[0], "channel_id": channel_id}
+            event = "MESSAGE_DELETE"
+        else:
+            payload, event = {"ids": ids, "channel_id": channel_id}, "MESSAGE_DELETE_BULK"
+        if guild_id:
+            payload["guild_id"] = guild_id
+        self.dispatch(event, payload, timeout=timeout)
+
+    def remove_bot_from_guild(self, guild_id: str | None = None, *, timeout: float = 5.0) -> None:
+        """The bot is kicked or the server removes it: GUILD_DELETE without ``unavailable``
+        (discord.py's ``on_guild_remove``)."""
+        self.dispatch("GUILD_DELETE", {"id": str(guild_id or self.guild_id)}, timeout=timeout)
+
+    def dm_messages(self, user_id: str) -> list[Payload]:
+        """What the bot sent the user in their DM channel, oldest first."""
+        with self._lock:
+            channel = self._dm_channels.get(str(user_id))
+        return [] if channel is None else self.messages_in(channel["id"])
+
     def request_reconnect(self, *, timeout: float = 5.0) -> None:
         """Send op 7 RECONNECT: discord.py closes the socket and RESUMEs at ``resume_gateway_url``."""
         if self._loop is None:
@@ -1192,6 +1226,9 @@ class FakeDiscord:
             self._messages[payload["id"]].update(copy.deepcopy(payload))
         elif event == "MESSAGE_DELETE":
             self._messages.pop(payload.get("id", ""), None)
+        elif event == "MESSAGE_DELETE_BULK":
+            for message_id in payload.get("ids", []):
+                self._messages.pop(message_id, None)
         elif event in ("CHANNEL_CREATE", "THREAD_CREATE"):
             self._add_channel(copy.deepcopy(payload))
         elif event == "INTERACTION_CREATE":
@@ -1540,6 +1577,7 @@ class FakeDiscord:
         table: list[tuple[str, str, str, Callable[[RecordedRequest], Awaitable[Any]], bool]] = [
             ("GET", "/users/@me", "get_current_user", self._get_current_user, True),
             ("GET", "/users/{user_id}", "get_user", self._get_user, True),
+            ("POST", "/users/@me/channels", "create_dm", self._create_dm, True),
             ("GET", "/gateway", "get_gateway", self._get_gateway, False),
             ("GET", "/gateway/bot", "get_gateway_bot", self._get_gateway_bot, True),
             ("GET", "/oauth2/applications/@me", "get_application", self._get_application, True),
@@ -1693,6 +1731,26 @@ class FakeDiscord:
             if user is None:
                 raise _DiscordError(404, 10013, "Unknown User")
             return copy.deepcopy(user)
+
+    async def _create_dm(self, call: RecordedRequest) -> Payload:
+        """Open (or reopen) the DM channel with a known user, as ``POST /users/@me/channels`` does."""
+        body = call.json if isinstance(call.json, dict) else {}
+        with self._lock:
+            user = self._users.get(str(body.get("recipient_id", "")))
+            if user is None:
+                raise _DiscordError(400, 50007, "Cannot send messages to this user")
+            existing = self._dm_channels.get(user["id"])
+            if existing is None:
+                existing = {
+                    "id": models.snowflake(),
+                    "type": models.DM,
+                    "last_message_id": None,
+                    "recipients": [copy.deepcopy(user)],
+                    "flags": 0,
+                }
+                self._dm_channels[user["id"]] = existing
+                self._channels[existing["id"]] = existing
+            return copy.deepcopy(existing)
 
     async def _get_gateway(self, call: RecordedRequest) -> Payload:
         return {"url": self.gateway_url}
