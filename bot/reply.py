@@ -36,6 +36,11 @@ DISCLAIMER = "Decision support only — not a diagnosis."
 UNCERTAIN_LINE = "⚠️ Uncertain: the top labels are close; treat this as 'don't know'."
 NO_CASES_LINE = "No similar cases in this server's corpus yet."
 
+
+def adapted_line(examples: int) -> str:
+    """Said whenever a server's confirmed examples changed the answer (learning is never silent)."""
+    return f"Adapted with {examples} confirmed example{'s' if examples != 1 else ''} from this server."
+
 _ZERO_WIDTH_SPACE = "\u200b"
 _MARKDOWN_SPECIALS = re.compile(r"([\\*_~`|\[\]<])")
 _MASS_MENTION = re.compile(r"@(everyone|here)")
@@ -149,7 +154,9 @@ def _suggestion_lines(prediction: Prediction, shown: int) -> list[str]:
     ]
 
 
-def _suggestions_block(prediction: Prediction, label_set_name: str, shown: int) -> str:
+def _suggestions_block(
+    prediction: Prediction, label_set_name: str, shown: int, adapted_examples: int = 0
+) -> str:
     total = min(len(prediction.suggestions), MAX_LABELS_SHOWN)
     lines = [f"**Suggested labels** · label set *{user_text(label_set_name, 40) or 'custom'}*"]
     if prediction.uncertain:
@@ -157,6 +164,8 @@ def _suggestions_block(prediction: Prediction, label_set_name: str, shown: int) 
     lines.extend(_suggestion_lines(prediction, shown))
     if shown < total:
         lines.append(f"…{total - shown} more label(s) in the chart.")
+    if adapted_examples:
+        lines.append(adapted_line(adapted_examples))
     lines.append(model_line(prediction.model))
     return "\n".join(lines)
 
@@ -271,6 +280,7 @@ def compose_answer(
     image_name: str,
     show_scores: bool = True,
     guild_id: int | None = None,
+    adapted_examples: int = 0,
 ) -> AnswerText:
     """The full answer to one image: header, suggestions, similar cases, disclaimer.
 
@@ -278,7 +288,7 @@ def compose_answer(
     section out (search not asked for, or not available), while an empty list says the corpus has
     nothing yet. When the text would pass Discord's limit, similar cases are dropped from the end
     first, then lower-ranked labels (the chart still shows them); header, model line and disclaimer
-    always stay.
+    always stay. `adapted_examples` > 0 says the server's confirmed examples changed the answer.
     """
     header = f"Results for **{user_text(image_name, MAX_NAME_CHARS) or 'image'}**"
     footer = f"*{DISCLAIMER}*"
@@ -288,7 +298,7 @@ def compose_answer(
     while True:
         blocks = [header]
         if prediction is not None:
-            blocks.append(_suggestions_block(prediction, label_set_name, labels_shown))
+            blocks.append(_suggestions_block(prediction, label_set_name, labels_shown, adapted_examples))
         fixed = "\n\n".join([*blocks, footer])
         case_budget = MAX_CONTENT_CHARS - len(fixed) - len("\n\n") - len(_CASES_TITLE) - 1
         if cases is None or case_budget >= len(NO_CASES_LINE) + 1 or labels_shown <= 1:

@@ -19,6 +19,7 @@ from bot.guild_config import ChannelConfig, GuildConfigStore
 from bot.moderation import Cooldowns, parse_label_list
 from bot.reply import DISCLAIMER, compose_answer, format_error, format_similar_cases, model_line
 from ingest.consent_ledger import ConsentLedger
+from learning.examples import ExamplesStore
 from model.identity import ModelIdentity
 from model.images import describe_bytes
 from model.zeroshot import LabelSet, Prediction, Suggestion
@@ -89,6 +90,8 @@ class BotServices:
     feedback: FeedbackStore
     consent_ledger: ConsentLedger
     thumbnails: ThumbnailStore
+    examples: ExamplesStore | None = None
+    """Confirmed examples, the learning switch and review decisions (`bot.learning`); None: no learning."""
     cooldowns: Cooldowns = field(init=False)
 
     def __post_init__(self) -> None:
@@ -146,6 +149,7 @@ class BotServices:
             labels=label_set.texts,
             templates=list(_shared_templates(label_set)),
             guild_id=config.guild_id,
+            channel_id=config.channel_id,
             exclude_message_id=message_id,
             k=k,
         )
@@ -155,12 +159,15 @@ class BotServices:
         assert isinstance(outcome, AnswerResult)
         prediction = prediction_from(outcome.suggest)
         cases = [similar_case_from(c) for c in outcome.cases]
+        adaptation = outcome.suggest.adaptation
+        adapted = adaptation.examples if adaptation is not None and adaptation.changed else 0
         text = compose_answer(
             prediction if with_suggestions else None,
             cases if with_cases else None,
             label_set_name=label_set.name,
             image_name=attachment.filename,
             guild_id=config.guild_id,
+            adapted_examples=adapted,
         )
         files = []
         if with_suggestions:

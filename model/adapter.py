@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ALPHAS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
-"""Blend grid. Zero-shot logits are logit_scale (100 for CLIP) x cosine, so labels differ by a few units;
+ALPHAS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+"""Blend grid. Zero-shot logits are logit_scale (100 for CLIP) x cosine, so labels differ by a few to tens;
 the cache adds up to alpha per close example."""
 BETAS: tuple[float, ...] = (1.0, 3.0, 5.5, 10.0, 20.0)
 """Sharpness grid (5.5 is the paper's ImageNet value; larger values only count near-duplicates)."""

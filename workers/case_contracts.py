@@ -70,6 +70,8 @@ class AnswerRequest(SuggestRequest):
     """What a mention with an image asks: suggestions and similar cases from one embedding."""
 
     guild_id: Snowflake | None = None
+    channel_id: Snowflake | None = None
+    """Where it was asked: the server's confirmed examples may adapt the answer (`/labels learning`)."""
     exclude_message_id: Snowflake | None = None
     k: int = Field(3, ge=0, le=MAX_CASES)
 

@@ -155,6 +155,16 @@ class Suggestion(Result):
     probability: float
 
 
+class Adaptation(Result):
+    """What the server's confirmed examples did to this answer (`learning.adapters`)."""
+
+    examples: int = Field(description="Confirmed examples of this server in the adapter's cache.")
+    changed: bool = Field(description="The adapter changed the answer: another top label or a label moved.")
+    moved: dict[str, float] = Field(
+        default_factory=dict, description="Labels that moved: adapted minus zero-shot probability."
+    )
+
+
 class SuggestResult(Result):
     """Suggestions for one image, most probable first (mirrors `Prediction.as_dict()`)."""
 
@@ -166,6 +176,8 @@ class SuggestResult(Result):
     label_set: str
     model: ModelInfo
     stats: BatchStats
+    adaptation: Adaptation | None = None
+    """Set when the server's examples adapted the answer; None for a zero-shot answer."""
 
 
 class EmbedResult(Result):

@@ -19,11 +19,13 @@ from bot.cogs.common import is_owner, member_role_ids, permissions_value
 from bot.moderation import parse_label_list, require_moderator
 from model.presets import preset_names
 from model.zeroshot import LabelSet
+from plipbot.errors import PlipbotError
 
 if TYPE_CHECKING:
     from bot.app import PlipBot
 
 Where = Literal["channel", "server"]
+OnOff = Literal["on", "off"]
 
 
 def _describe(label_set: LabelSet, source: str) -> str:
@@ -129,7 +131,57 @@ class AdminCog(commands.Cog):
             [t.strip() for t in templates.split("|") if t.strip()],
         )
 
+    # ------------------------------------------------------------------ learning (bot.cogs.learning)
+
+    def _learning(self) -> Any:
+        cog = self.bot.get_cog("LearningCog")
+        if cog is None:
+            raise PlipbotError("Learning from confirmed examples is not available on this bot.")
+        return cog
+
+    @labels.command(name="review", description="Members' label corrections, to approve or reject")
+    async def labels_review(self, interaction: discord.Interaction) -> None:
+        await self._learning().review(interaction)
+
+    @labels.command(name="learning", description="Let confirmed examples adapt answers here (on/off)")
+    async def labels_learning(
+        self, interaction: discord.Interaction, state: OnOff, where: Where = "server"
+    ) -> None:
+        await self._learning().switch(interaction, state == "on", where)
+
+    @labels.command(name="test", description="Zero-shot vs adapted on this server's confirmed examples")
+    async def labels_test(self, interaction: discord.Interaction) -> None:
+        await self._learning().test(interaction)
+
     # ------------------------------------------------------------------ /bot, /ingest, /sharing
+
+    @switch_group.command(name="threads", description="Answer in a thread instead of a reply (on/off)")
+    async def bot_threads(self, interaction: discord.Interaction, state: OnOff) -> None:
+        store, actor = self.bot.services.guild_config, interaction.user.id
+        enabled = state == "on"
+        await self._moderate(
+            interaction, lambda: store.set_threads(interaction.guild_id, enabled, actor_id=actor)
+        )
+        text = "Answers now open a thread." if enabled else "Answers are now plain replies."
+        await interaction.response.send_message(text, ephemeral=True)
+
+    @switch_group.command(
+        name="moderator-role", description="The role that may configure the bot (none: Manage Server only)"
+    )
+    async def bot_moderator_role(
+        self, interaction: discord.Interaction, role: discord.Role | None = None
+    ) -> None:
+        store, actor = self.bot.services.guild_config, interaction.user.id
+        role_id = role.id if role is not None else None
+        await self._moderate(
+            interaction, lambda: store.set_moderator_role(interaction.guild_id, role_id, actor_id=actor)
+        )
+        text = (
+            f"Members with {role.mention} may now configure the bot."
+            if role is not None
+            else "Only Manage Server (and the owner) may configure the bot now."
+        )
+        await interaction.response.send_message(text, ephemeral=True)
 
     async def _switch_bot(self, interaction: discord.Interaction, enabled: bool, where: Where) -> None:
         store, actor = self.bot.services.guild_config, interaction.user.id
