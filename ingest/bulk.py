@@ -187,33 +187,34 @@ def run_import(
     now = datetime.now(UTC)
     added = 0
     try:
-        for batch in _batches(todo, batch_size):
-            posts = []
-            for entry in batch:
-                try:
-                    point_id = import_point_id(source, entry.relative_path)
-                except ValueError:
-                    point_id = hashlib.sha256(entry.relative_path.encode()).hexdigest()
-                path = directory / entry.relative_path
-                posts.append(
-                    PostImage(
-                        point_id=point_id,
-                        guild_id=scope.guild_id,
-                        image=str(path),
-                        created_at=now,
-                        caption=entry.caption,
-                        tags=entry.tags,
-                        source=source,
-                        scope=scope.scope,
-                        name=entry.relative_path,
+        with pipeline.case_store.bulk_writes():
+            for batch in _batches(todo, batch_size):
+                posts = []
+                for entry in batch:
+                    try:
+                        point_id = import_point_id(source, entry.relative_path)
+                    except ValueError:
+                        point_id = hashlib.sha256(entry.relative_path.encode()).hexdigest()
+                    path = directory / entry.relative_path
+                    posts.append(
+                        PostImage(
+                            point_id=point_id,
+                            guild_id=scope.guild_id,
+                            image=str(path),
+                            created_at=now,
+                            caption=entry.caption,
+                            tags=entry.tags,
+                            source=source,
+                            scope=scope.scope,
+                            name=entry.relative_path,
+                        )
                     )
-                )
-            results = _safe_ingest(pipeline, posts, skip_gate=skip_gate)
-            for entry, result in zip(batch, results, strict=True):
-                journal.record(entry.relative_path, result)
-                summary.add(result)
-                added += result.outcome is Outcome.INGESTED
-            bar.update(len(batch))
+                results = _safe_ingest(pipeline, posts, skip_gate=skip_gate)
+                for entry, result in zip(batch, results, strict=True):
+                    journal.record(entry.relative_path, result)
+                    summary.add(result)
+                    added += result.outcome is Outcome.INGESTED
+                bar.update(len(batch))
     finally:
         bar.close()
         if added:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -190,6 +191,7 @@ class CaseStore(ABC):
         self.revision = model.revision
         self.collection = collection_name(model.name, model.revision)
         self._closed = False
+        self._bulk_depth = 0
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(collection={self.collection!r})"
@@ -245,6 +247,23 @@ class CaseStore(ABC):
         self._check_open()
         if self._collection_dim() is not None:
             self._optimize()
+
+    @contextmanager
+    def bulk_writes(self) -> Iterator[None]:
+        """Writes inside leave indexing to the end: one `optimize()` when the block completes.
+
+        Building the index once costs a fraction of growing it every `AUTO_OPTIMIZE_POINTS` writes
+        (each merge re-links the new points into the whole graph). Searches inside still answer,
+        by brute force over what is not indexed yet. Nests; an error skips the final optimize (the
+        next automatic one, or the next opening, catches up).
+        """
+        self._bulk_depth += 1
+        try:
+            yield
+        finally:
+            self._bulk_depth -= 1
+        if self._bulk_depth == 0:
+            self.optimize()
 
     # -- writes -----------------------------------------------------------------------------------
 

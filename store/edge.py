@@ -234,7 +234,7 @@ class EdgeCaseStore(CaseStore):
         self._optimize_if_due()
 
     def _optimize_if_due(self) -> None:
-        if self._unindexed >= AUTO_OPTIMIZE_POINTS:
+        if self._unindexed >= AUTO_OPTIMIZE_POINTS and not self._bulk_depth:
             self._optimize()
 
     def _optimize(self) -> None:

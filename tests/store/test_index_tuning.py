@@ -116,3 +116,16 @@ def test_a_shard_from_before_the_index_gets_it_when_opened(tmp_path: Path) -> No
         assert config["quantization_config"]["scalar"]["type"] == "int8"
         assert _indexed(case_store) == 300  # 300 unindexed >= the threshold: indexed on opening
         assert case_store.count() == 300
+
+
+@pytest.mark.usefixtures("tiny_thresholds")
+def test_bulk_writes_index_once_at_the_end(tmp_path: Path) -> None:
+    vectors = _unit_rows(0, N)
+    with EdgeCaseStore(tmp_path, MODEL) as case_store:
+        case_store.ensure_collection(DIM)
+        with case_store.bulk_writes():
+            case_store.upsert(_records(vectors))
+            assert _indexed(case_store) == 0  # past the automatic threshold, yet deferred
+            hits = case_store.search(vectors[7], k=1, filter=None)  # brute force meanwhile
+            assert hits[0].id == import_point_id("tuning", "7.png")
+        assert _indexed(case_store) == N
