@@ -234,7 +234,6 @@ def run_row(row: Row, images: list[bytes], n: int, warmup: int, workdir: Path) -
 
             asyncio.run(scenario())
         finally:
-            container.task_client.close()
             container.close()
         if fake.errors:
             raise SystemExit("the fake Discord raised:\n" + "\n".join(fake.errors))

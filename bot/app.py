@@ -91,16 +91,12 @@ async def send_ephemeral(interaction: discord.Interaction, text: str) -> None:
 
 
 def build_services(container: Container) -> BotServices:
-    """The bot's services from the composition root's container."""
-    from bot.feedback import FeedbackStore
-    from bot.guild_config import GuildConfigStore
-
-    settings = container.settings
+    """The bot's services from the composition root's container (which builds and closes them)."""
     return BotServices(
-        settings=settings,
+        settings=container.settings,
         task_client=container.task_client,
-        guild_config=GuildConfigStore.from_settings(settings),
-        feedback=FeedbackStore.from_settings(settings),
+        guild_config=container.guild_config,
+        feedback=container.feedback,
         consent_ledger=container.consent_ledger,
         thumbnails=container.thumbnails,
     )

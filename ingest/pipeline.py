@@ -17,7 +17,7 @@ One bad image never stops a batch: every failure becomes an `IngestResult` with 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -88,7 +88,7 @@ class PostImage:
     author_id: int | None = None
     jump_link: str | None = None
     scope: ConsentScope | None = None
-    guild_shares: bool | None = None  # the server's sharing choice, when the caller knows it
+    guild_shares: bool = False  # whether the server lets consenting posters share beyond it
     name: str = ""  # what to call it in a summary (file name or attachment name)
 
 
@@ -125,7 +125,6 @@ class IngestPipeline:
         consent_ledger: ConsentLedger,
         settings: IngestSettings,
         gate: PathologyGate | None = None,
-        guild_shares: Callable[[int], bool] = lambda _guild_id: False,
     ) -> None:
         self.encoder = encoder
         self.case_store = case_store
@@ -133,7 +132,6 @@ class IngestPipeline:
         self.consent_ledger = consent_ledger
         self.settings = settings
         self.gate = gate
-        self.guild_shares = guild_shares
         self.limits = ImageLimits(max_bytes=settings.max_bytes, max_pixels=settings.max_pixels)
         case_store.ensure_collection(encoder.embed_dim)
 
@@ -148,8 +146,7 @@ class IngestPipeline:
         allowed = self.consent_ledger.allows(post.author_id, post.guild_id, post.created_at)
         if allowed is None:
             return None
-        shares = post.guild_shares if post.guild_shares is not None else self.guild_shares(post.guild_id)
-        if allowed is ConsentScope.SHARED and shares:
+        if allowed is ConsentScope.SHARED and post.guild_shares:
             return ConsentScope.SHARED
         return ConsentScope.SERVER
 
@@ -305,20 +302,6 @@ class IngestPipeline:
         for result in results.values():
             log.info("ingest %s %s %s", result.point_id, result.outcome.value, result.reason)
         return [results[i] for i in range(len(posts))]
-
-    def forget(self, user_id: int, guild_id: int | None = None, *, actor_id: int | None = None) -> int:
-        """Withdraw consent and delete the user's cases in this pipeline's collection (see
-        `ingest.withdrawal.forget_user` for every collection at once)."""
-        from ingest.withdrawal import forget_user
-
-        return forget_user(
-            consent_ledger=self.consent_ledger,
-            case_stores=[self.case_store],
-            thumbnails=self.thumbnails,
-            user_id=user_id,
-            guild_id=guild_id,
-            actor_id=actor_id,
-        )
 
     def sweep_orphan_thumbnails(self) -> int:
         """Delete thumbnails whose case is not in the store (left by a crash mid-ingest)."""

@@ -98,8 +98,3 @@ REGISTRY: dict[str, ModelSpec] = {
         ),
     )
 }
-
-
-def registry_names() -> list[str]:
-    """Names accepted by `--model` besides local paths."""
-    return sorted(REGISTRY)

@@ -57,9 +57,6 @@ async def serve(container: Container) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.remove_signal_handler(signal.SIGTERM)
         restore()
-        container.task_client.close()
-        bot.services.guild_config.close()
-        bot.services.feedback.close()
         container.close()
 
 

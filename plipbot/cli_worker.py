@@ -81,7 +81,7 @@ def run_worker(args: argparse.Namespace, container: Container) -> int:
     concurrency = args.concurrency or (1 if args.pool == "solo" else settings.workers.concurrency)
     if concurrency < 1:
         raise PlipbotError("--concurrency must be at least 1.")
-    app, _ = create_worker_app(settings, container=container)
+    app, _ = create_worker_app(container)
     from plipbot.observability import instrument_celery, setup_observability
 
     observability = setup_observability(settings, component="worker")

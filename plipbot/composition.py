@@ -15,6 +15,8 @@ from plipbot.settings import Settings, load_settings
 if TYPE_CHECKING:
     from celery import Celery
 
+    from bot.feedback import FeedbackStore
+    from bot.guild_config import GuildConfigStore
     from ingest.consent_ledger import ConsentLedger
     from ingest.gate import PathologyGate
     from ingest.pipeline import IngestPipeline
@@ -103,6 +105,20 @@ class Container:
         return ConsentLedger.from_settings(self.settings)
 
     @cached_property
+    def guild_config(self) -> GuildConfigStore:
+        """Per-server and per-channel bot configuration (labels, switches, sharing, first-post notices)."""
+        from bot.guild_config import GuildConfigStore
+
+        return GuildConfigStore.from_settings(self.settings)
+
+    @cached_property
+    def feedback(self) -> FeedbackStore:
+        """Users' votes on the bot's answers, kept for evaluation."""
+        from bot.feedback import FeedbackStore
+
+        return FeedbackStore.from_settings(self.settings)
+
+    @cached_property
     def pathology_gate(self) -> PathologyGate:
         """Zero-shot check that an image is a pathology image before it joins the corpus."""
         from ingest.gate import PathologyGate
@@ -147,12 +163,22 @@ class Container:
             opened[store.collection] = store
         return list(opened.values())
 
+    def for_new_process(self) -> Container:
+        """A fresh Container on the same settings, for a forked worker child: a child must not share
+        its parent's connections, threads or accelerator context."""
+        return type(self)(self.settings)
+
     def close(self) -> None:
-        """Release what holds locks or connections (the embedded store allows one process)."""
+        """Close everything this Container built that holds locks, threads or connections: the task
+        client first (an embedded worker's tasks use the stores), then every store (the embedded case
+        store allows one process). Thumbnails are plain files and the blob store's Redis pool closes
+        with the process; neither holds a lock."""
+        if "task_client" in self.__dict__:
+            self.__dict__.pop("task_client").close()
         for store in self._other_stores.values():
             store.close()
         self._other_stores.clear()
-        for name in ("case_store", "consent_ledger"):
+        for name in ("case_store", "consent_ledger", "guild_config", "feedback"):
             if name in self.__dict__:
                 self.__dict__.pop(name).close()
 

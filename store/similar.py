@@ -19,7 +19,6 @@ from store.base import CaseStore
 from store.records import CaseHit, SearchFilter
 
 COLLAPSE_COSINE = 0.95
-SearchMode = Literal["image", "text", "image_to_text"]
 
 
 class QueryEncoder(Protocol):

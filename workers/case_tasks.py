@@ -21,18 +21,20 @@ from workers.case_contracts import (
     WithdrawRequest,
     WithdrawResult,
 )
-from workers.runtime import TaskContext
-from workers.tasks import TASKS, embed_one_image, label_set_for, suggestion_for
+from workers.runtime import TaskContext, TaskRegistry
+from workers.steps import embed_one_image, label_set_for, suggestion_for
 
 if TYPE_CHECKING:
     from store.similar import SimilarCase
+
+CASE_TASKS = TaskRegistry()
 
 
 def _case_out(case: SimilarCase) -> CaseOut:
     return CaseOut.model_validate(case.as_dict())
 
 
-@TASKS.task("plipbot.answer", request=AnswerRequest, result=AnswerResult, idempotent=True)
+@CASE_TASKS.task("plipbot.answer", request=AnswerRequest, result=AnswerResult, idempotent=True)
 def answer(request: AnswerRequest, context: TaskContext) -> AnswerResult:
     """Suggestions and similar cases for one image, from a single embedding."""
     label_set = label_set_for(request)  # a bad label set fails before any download
@@ -51,7 +53,7 @@ def answer(request: AnswerRequest, context: TaskContext) -> AnswerResult:
     return AnswerResult(suggest=suggestion, cases=cases)
 
 
-@TASKS.task("plipbot.search", request=SearchRequest, result=SearchResult, idempotent=True)
+@CASE_TASKS.task("plipbot.search", request=SearchRequest, result=SearchResult, idempotent=True)
 def search(request: SearchRequest, context: TaskContext) -> SearchResult:
     """Nearest cases to an image or a text, through the server's privacy filter."""
     similar = context.resources.container.similar_search
@@ -73,7 +75,7 @@ def search(request: SearchRequest, context: TaskContext) -> SearchResult:
     return SearchResult(cases=[_case_out(c) for c in found], model=context.resources.encoder_ready)
 
 
-@TASKS.task("plipbot.ingest_post", request=IngestPostRequest, result=IngestPostResult, idempotent=True)
+@CASE_TASKS.task("plipbot.ingest_post", request=IngestPostRequest, result=IngestPostResult, idempotent=True)
 def ingest_post(request: IngestPostRequest, context: TaskContext) -> IngestPostResult:
     """Run one consenting post's attachment through the ingest pipeline."""
     from ingest.pipeline import PostImage
@@ -110,7 +112,7 @@ def ingest_post(request: IngestPostRequest, context: TaskContext) -> IngestPostR
     )
 
 
-@TASKS.task("plipbot.withdraw", request=WithdrawRequest, result=WithdrawResult, idempotent=True)
+@CASE_TASKS.task("plipbot.withdraw", request=WithdrawRequest, result=WithdrawResult, idempotent=True)
 def withdraw(request: WithdrawRequest, context: TaskContext) -> WithdrawResult:
     """Withdraw consent and delete every trace (every model's collection, thumbnails)."""
     from ingest.withdrawal import forget_user

@@ -12,7 +12,6 @@ ends in one of three ways, within its time-out:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -197,12 +196,6 @@ class TaskClient:
             return TaskError(code="timeout", message=NO_ANSWER, retryable=True)
         return parse_outcome(answer, result_type)
 
-    async def acall(
-        self, name: str, request: BaseModel, result_type: type[ResultT], *, timeout_s: float | None = None
-    ) -> ResultT | TaskError:
-        """`call` from async code (the bot): runs in a thread so the event loop keeps serving."""
-        return await asyncio.to_thread(self.call, name, request, result_type, timeout_s=timeout_s)
-
     # ------------------------------------------------------------------------------ tasks
 
     def suggest(
@@ -227,10 +220,6 @@ class TaskClient:
         except ValidationError as err:
             return _invalid(err)
         return self.call("plipbot.suggest", request, SuggestResult, timeout_s=timeout_s)
-
-    async def asuggest(self, image: ImageRef, **kwargs: Any) -> SuggestResult | TaskError:
-        """`suggest` from async code."""
-        return await asyncio.to_thread(lambda: self.suggest(image, **kwargs))
 
     def embed_texts(self, texts: Sequence[str], *, timeout_s: float | None = None) -> EmbedResult | TaskError:
         """L2-normalised text embeddings, in order."""

@@ -38,13 +38,9 @@ class EmbeddedWorker:
         self, container: Container, *, specs: Iterable[TaskSpec[Any, Any]] = TASKS, threads: int = 4
     ) -> None:
         self.settings = container.settings
-        self.resources = ResourcesHolder(container.settings, container)
+        self.resources = ResourcesHolder(container)
         self._specs = {spec.name: spec for spec in specs}
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="plipbot-task")
-
-    @property
-    def task_names(self) -> list[str]:
-        return sorted(self._specs)
 
     def submit(self, name: str, message: str) -> Future[str]:
         """Queue task `name` on a JSON `message`; the future holds the JSON answer."""

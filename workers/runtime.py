@@ -320,12 +320,12 @@ class ResourcesHolder:
     """Hands each process its own `WorkerResources`, built on first use.
 
     Pid-aware: a prefork child inherits the holder from its parent but not the parent's threads
-    (the batcher's collector) or CUDA context, so a new process gets fresh resources and its own
-    Container, while threads of one process share one.
+    (the batcher's collector) or CUDA context, so a new process gets fresh resources on a fresh
+    Container (`Container.for_new_process`), while threads of one process share one. The Container
+    is passed in by the composition root; the worker never imports it back.
     """
 
-    def __init__(self, settings: Settings, container: Container | None = None) -> None:
-        self._settings = settings
+    def __init__(self, container: Container) -> None:
         self._container = container
         self._owner_pid = os.getpid()
         self._pid: int | None = None
@@ -338,11 +338,8 @@ class ResourcesHolder:
             return self._resources
         with self._lock:
             if self._pid != pid or self._resources is None:
-                from plipbot.composition import Container
-
-                reuse = self._container is not None and pid == self._owner_pid
-                container = self._container if reuse else Container(self._settings)
-                assert container is not None
+                own = pid == self._owner_pid
+                container = self._container if own else self._container.for_new_process()
                 self._resources = WorkerResources(container)
                 self._pid = pid
             return self._resources

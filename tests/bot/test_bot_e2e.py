@@ -40,7 +40,6 @@ def container(fake_discord: FakeDiscord, tiny_checkpoint: Path, tmp_path: Path) 
     )
     c = Container(settings)
     yield c
-    c.task_client.close()
     c.close()
 
 
@@ -103,10 +102,7 @@ def test_mention_with_image_gets_suggestions_chart_and_feedback(
 
 
 def container_feedback(container: Container) -> list[dict[str, object]]:
-    from bot.feedback import FeedbackStore
-
-    with FeedbackStore.from_settings(container.settings) as store:
-        return [row.as_dict() for row in store.export()]
+    return [row.as_dict() for row in container.feedback.export()]
 
 
 def test_slash_commands_and_context_menus(fake_discord: FakeDiscord, container: Container) -> None:

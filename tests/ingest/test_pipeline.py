@@ -4,6 +4,7 @@ PLIP), the embedded qdrant-edge store, thumbnails on disk and a SQLite consent l
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from PIL import Image
 
 from ingest.consent_ledger import AuditAction, ConsentScope
 from ingest.pipeline import IngestPipeline, Outcome, PostImage
+from ingest.withdrawal import forget_user
 from plipbot.composition import Container
 from plipbot.settings import load_settings
 from store.ids import case_point_id
@@ -264,7 +266,13 @@ def test_withdrawal_removes_every_trace(container: Container) -> None:
     before = search.by_image(images[0], guild_id=GUILD, k=10)
     assert alice[0].point_id in {h.id for h in before}
 
-    deleted = pipeline.forget(ALICE, GUILD)
+    deleted = forget_user(
+        consent_ledger=ledger,
+        case_stores=[pipeline.case_store],
+        thumbnails=pipeline.thumbnails,
+        user_id=ALICE,
+        guild_id=GUILD,
+    )
 
     assert deleted == 2
     for query in (
@@ -283,11 +291,16 @@ def test_withdrawal_removes_every_trace(container: Container) -> None:
 
 def test_one_servers_private_cases_never_reach_another(container: Container) -> None:
     pipeline = container.ingest_pipeline
-    pipeline.guild_shares = lambda guild: guild == GUILD  # GUILD chose to share; consent decides per user
     pipeline.consent_ledger.grant(ALICE, GUILD, "server")
     pipeline.consent_ledger.grant(BOB, GUILD, "shared")
     images = crops()
-    private, shared = pipeline.ingest([post(images[0], message=70), post(images[1], message=71, author=BOB)])
+    # GUILD chose to share; consent decides per user.
+    private, shared = pipeline.ingest(
+        [
+            replace(post(images[0], message=70), guild_shares=True),
+            replace(post(images[1], message=71, author=BOB), guild_shares=True),
+        ]
+    )
     seen_by_other = {h.id for h in container.similar_search.by_image(images[0], guild_id=OTHER_GUILD, k=10)}
     seen_by_own = {h.id for h in container.similar_search.by_image(images[0], guild_id=GUILD, k=10)}
     assert seen_by_other == {shared.point_id}
@@ -337,7 +350,6 @@ def test_search_filter_keeps_scope_rules_for_dms(container: Container) -> None:
 
 def test_a_post_can_carry_its_servers_sharing_choice(pipeline: IngestPipeline) -> None:
     """Workers get the server's sharing choice with each post, not by swapping the pipeline's callable."""
-    from dataclasses import replace
 
     pipeline.consent_ledger.grant(BOB, GUILD, "shared")
     images = crops()

@@ -95,6 +95,7 @@ def crash(request: CrashRequest, context: TaskContext) -> ProbeResult:
 def main() -> int:
     """Start a worker serving the real tasks plus the probes, configured from PLIPBOT_* variables."""
     from plipbot.cli_worker import configure_pool, run_celery_worker
+    from plipbot.composition import Container
     from plipbot.settings import load_settings
     from workers.app import ROUTES, queue_names
     from workers.runtime import merged
@@ -105,7 +106,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=2)
     args = parser.parse_args()
     settings = load_settings()
-    app, _ = create_worker_app(settings, specs=merged(TASKS, PROBES), routes={**ROUTES, **PROBE_ROUTES})
+    container = Container(settings)
+    app, _ = create_worker_app(container, specs=merged(TASKS, PROBES), routes={**ROUTES, **PROBE_ROUTES})
     configure_pool(app, args.pool)
     queues = sorted(set(queue_names(settings).values()))
     return run_celery_worker(app, queues, pool=args.pool, concurrency=args.concurrency)

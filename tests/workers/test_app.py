@@ -11,6 +11,7 @@ import pytest
 
 from plipbot.cli import main as cli_main
 from plipbot.cli_worker import resolve_queues
+from plipbot.composition import Container
 from plipbot.errors import PlipbotError, ServiceUnavailableError
 from plipbot.settings import Settings
 from tests.workers.harness import REPO, free_port
@@ -35,7 +36,8 @@ def test_every_task_has_a_route_and_the_reserved_names_are_routed() -> None:
 
 
 def test_delivery_settings() -> None:
-    app, _ = create_worker_app(settings(soft_time_limit_s=5, time_limit_s=9, prefetch_multiplier=1))
+    container = Container(settings(soft_time_limit_s=5, time_limit_s=9, prefetch_multiplier=1))
+    app, _ = create_worker_app(container)
     conf = app.conf
     assert conf.task_serializer == "json" and conf.result_serializer == "json"
     assert conf.accept_content == ["json"] and conf.result_accept_content == ["json"]
