@@ -107,10 +107,14 @@ class AdapterFit:
         return self.adapter is not None
 
 
-def _affinities(keys: np.ndarray, beta: float) -> np.ndarray:
+def _distances(keys: np.ndarray) -> np.ndarray:
+    """1 - cos between examples (float32), computed once for the whole beta grid."""
+    return 1.0 - np.clip(keys @ keys.T, -1.0, 1.0)
+
+
+def _affinities(distances: np.ndarray, beta: float) -> np.ndarray:
     """exp(-beta (1 - cos)) between examples, with each example's affinity to itself removed."""
-    similarity = np.clip(keys @ keys.T, -1.0, 1.0)
-    affinity = np.exp(-beta * (1.0 - similarity))
+    affinity = np.exp(np.float32(-beta) * distances)
     np.fill_diagonal(affinity, 0.0)
     return affinity
 
@@ -135,8 +139,9 @@ def loo_grid(
     _check(keys, label_index, zs)
     values = one_hot(label_index, zs.shape[1])
     correct = np.zeros((len(betas), len(alphas), keys.shape[0]), dtype=bool)
+    distances = _distances(keys)
     for b, beta in enumerate(betas):
-        cache = _affinities(keys, beta) @ values
+        cache = _affinities(distances, beta) @ values
         for a, alpha in enumerate(alphas):
             correct[b, a] = np.argmax(zs + alpha * cache, axis=1) == label_index
     return correct
@@ -221,8 +226,9 @@ def nested_loo_predictions(
     inner_acc = np.zeros((len(betas), len(alphas), n))
     outer_pred = np.zeros((len(betas), len(alphas), n), dtype=np.int64)
     off_diagonal = ~np.eye(n, dtype=bool)
+    distances = _distances(keys)
     for b, beta in enumerate(betas):
-        affinity = _affinities(keys, beta)  # (n, n), zero diagonal
+        affinity = _affinities(distances, beta)  # (n, n), zero diagonal
         cache = affinity @ values  # (n, C): j's cache over all others
         for a, alpha in enumerate(alphas):
             # scores[i, j] = j's logits with i removed from the cache (j != i)
