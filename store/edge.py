@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import qdrant_edge as qe
 
 from plipbot.errors import StoreError
@@ -33,13 +34,11 @@ from store.base import (
 from store.records import (
     IMAGE_VECTOR,
     TEXT_VECTOR,
-    CaseHit,
     CasePayload,
     CaseRecord,
     ModelIdentity,
     Vector,
     VectorName,
-    as_vector,
 )
 from store.tuning import (
     AUTO_OPTIMIZE_POINTS,
@@ -356,14 +355,13 @@ class EdgeCaseStore(CaseStore):
             params=_SEARCH_PARAMS,
         )
         points = self._engine(lambda: shard.query(request), "search")
+        # The vectors only feed the collapse's cosines: no `as_vector` checks (they come from the engine).
         return [
             ScoredCandidate(
-                hit=CaseHit(
-                    id=str(point.id),
-                    score=float(point.score),
-                    payload=CasePayload.from_storage(point.payload),
-                ),
-                image_vector=as_vector(point.vector[IMAGE_VECTOR], "image_vector")
+                id=str(point.id),
+                score=float(point.score),
+                stored_payload=point.payload or {},
+                image_vector=np.asarray(point.vector[IMAGE_VECTOR], dtype=np.float32)
                 if with_image_vector
                 else None,
             )

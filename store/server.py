@@ -34,7 +34,6 @@ from store.base import (
 from store.records import (
     IMAGE_VECTOR,
     TEXT_VECTOR,
-    CaseHit,
     CasePayload,
     CaseRecord,
     ModelIdentity,
@@ -327,11 +326,9 @@ class ServerCaseStore(CaseStore):
                 image_vector = as_vector(point.vector[IMAGE_VECTOR], "image_vector")  # type: ignore[arg-type]
             candidates.append(
                 ScoredCandidate(
-                    hit=CaseHit(
-                        id=str(point.id),
-                        score=float(point.score),
-                        payload=CasePayload.from_storage(point.payload or {}),
-                    ),
+                    id=str(point.id),
+                    score=float(point.score),
+                    stored_payload=point.payload or {},
                     image_vector=image_vector,
                 )
             )
