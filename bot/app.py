@@ -47,10 +47,13 @@ class PlipBot(commands.Bot):
         from bot.cogs.admin import AdminCog
         from bot.cogs.answers import AnswersCog
         from bot.cogs.consent import ConsentCog
+        from bot.cogs.learning import LearningCog
 
         await self.add_cog(AnswersCog(self))
         await self.add_cog(AdminCog(self))
         await self.add_cog(ConsentCog(self))
+        if self.services.examples is not None:
+            await self.add_cog(LearningCog(self))
         guild_id = self.services.settings.discord.sync_guild_id
         if guild_id is not None:
             guild = discord.Object(guild_id)
@@ -99,6 +102,7 @@ def build_services(container: Container) -> BotServices:
         feedback=container.feedback,
         consent_ledger=container.consent_ledger,
         thumbnails=container.thumbnails,
+        examples=container.examples_store,
     )
 
 

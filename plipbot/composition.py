@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from ingest.consent_ledger import ConsentLedger
     from ingest.gate import PathologyGate
     from ingest.pipeline import IngestPipeline
+    from learning.adapters import ServerAdapters
+    from learning.examples import ExamplesStore
     from model.encoder import ClipEncoder
     from model.images import ImageLimits
     from model.weights import ResolvedWeights
@@ -119,6 +121,27 @@ class Container:
         return FeedbackStore.from_settings(self.settings)
 
     @cached_property
+    def examples_store(self) -> ExamplesStore:
+        """Moderators' confirmed examples (embeddings, never pixels), the learning switch, reviews."""
+        from learning.examples import ExamplesStore
+
+        return ExamplesStore.from_settings(self.settings)
+
+    @cached_property
+    def server_adapters(self) -> ServerAdapters:
+        """Per-server cache adapters fitted from the confirmed examples, kept warm in this process."""
+        from learning.adapters import LearningPolicy, ServerAdapters
+
+        learning = self.settings.learning
+        policy = LearningPolicy(
+            enabled=learning.enabled,
+            margin=learning.margin,
+            min_examples_per_label=learning.min_examples_per_label,
+            max_examples=learning.max_examples,
+        )
+        return ServerAdapters(self.examples_store, policy)
+
+    @cached_property
     def pathology_gate(self) -> PathologyGate:
         """Zero-shot check that an image is a pathology image before it joins the corpus."""
         from ingest.gate import PathologyGate
@@ -178,7 +201,7 @@ class Container:
         for store in self._other_stores.values():
             store.close()
         self._other_stores.clear()
-        for name in ("case_store", "consent_ledger", "guild_config", "feedback"):
+        for name in ("case_store", "consent_ledger", "guild_config", "feedback", "examples_store"):
             if name in self.__dict__:
                 self.__dict__.pop(name).close()
 

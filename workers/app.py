@@ -40,6 +40,8 @@ ROUTES: Mapping[str, QueueRole] = {
     "plipbot.search": "gpu",
     "plipbot.ingest_post": "ingest",
     "plipbot.withdraw": "ingest",
+    "plipbot.confirm_example": "gpu",  # a moderator waits, and it may embed the image
+    "plipbot.learning_test": "gpu",
 }
 
 

@@ -21,6 +21,7 @@ from workers.case_contracts import (
     WithdrawRequest,
     WithdrawResult,
 )
+from workers.learning_tasks import adapt_suggestion
 from workers.runtime import TaskContext, TaskRegistry
 from workers.steps import embed_one_image, label_set_for, suggestion_for
 
@@ -39,7 +40,9 @@ def answer(request: AnswerRequest, context: TaskContext) -> AnswerResult:
     """Suggestions and similar cases for one image, from a single embedding."""
     label_set = label_set_for(request)  # a bad label set fails before any download
     batched = embed_one_image(request.image, context)
-    suggestion = suggestion_for(request, label_set, batched, context)
+    suggestion = adapt_suggestion(
+        request, label_set, batched[0].value, suggestion_for(request, label_set, batched, context), context
+    )
     cases: list[CaseOut] = []
     if request.k:
         found = context.resources.container.similar_search.by_vector(

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from celery import Task
 
 from workers.case_tasks import CASE_TASKS
+from workers.learning_tasks import LEARNING_TASKS
 from workers.model_tasks import MODEL_TASKS
 from workers.runtime import ResourcesHolder, TaskSpec, execute, merged
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TASKS = merged(MODEL_TASKS, CASE_TASKS)
+TASKS = merged(MODEL_TASKS, CASE_TASKS, LEARNING_TASKS)
 """Every task a worker (Celery or embedded) serves."""
 
 

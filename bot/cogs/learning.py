@@ -202,7 +202,7 @@ class LearningCog(commands.Cog):
         """The image a message shows, or the image an answer of the bot's is about."""
         source: discord.Message | None = message
         bot_user = self.bot.user
-        if not _image_attachments(message) and bot_user is not None and message.author.id == bot_user.id:
+        if bot_user is not None and message.author.id == bot_user.id:  # its chart is not the image
             source = await self._answered_post(message)
         if source is None or source.guild is None:
             return None
