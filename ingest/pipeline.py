@@ -132,7 +132,11 @@ class IngestPipeline:
         self.consent_ledger = consent_ledger
         self.settings = settings
         self.gate = gate
-        self.limits = ImageLimits(max_bytes=settings.max_bytes, max_pixels=settings.max_pixels)
+        self.limits = ImageLimits(
+            max_bytes=settings.max_bytes,
+            max_pixels=settings.max_pixels,
+            max_concurrent_decodes=settings.decode_concurrency,
+        )
         case_store.ensure_collection(encoder.embed_dim)
 
     # ------------------------------------------------------------------ consent

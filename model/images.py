@@ -14,10 +14,14 @@ Limits are passed per call (`ImageLimits`); nothing here touches Pillow's module
 from __future__ import annotations
 
 import io
+import math
 import os
 import struct
+import threading
 import warnings
 import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,11 +76,25 @@ class ImageLimits:
 
     Pillow refuses images above twice its own `MAX_IMAGE_PIXELS` (about 179 megapixels) regardless,
     so `max_pixels` above that has no effect.
+
+    Memory is bounded by three of them together: `max_decode_bytes` caps what the decoder itself
+    must hold (estimated from the header, before any pixel is decoded), `max_output_pixels` caps the
+    RGB result (larger pictures are decoded at reduced scale), and `max_concurrent_decodes` caps how
+    many decodes a process runs at once.
     """
 
     max_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 64_000_000
     max_aspect: float = 20.0
+    max_output_pixels: int = 12_000_000
+    """Pictures above this are box-reduced (JPEG: decoded at 1/2, 1/4 or 1/8 scale) by the smallest
+    integer factor that fits. Nothing downstream needs more: the encoder sees 224 px, thumbnails are
+    256 px, and a 12-megapixel phone photo passes unchanged."""
+    max_decode_bytes: int = 256 * 1024 * 1024
+    """Estimated decoder memory (pixels x bytes per pixel x the decoder's own copies) above which a
+    file is refused: a 64-megapixel 8-bit PNG or JPEG fits, a 64-megapixel float TIFF does not."""
+    max_concurrent_decodes: int = 2
+    """Decodes running at once in this process; further callers wait for a slot."""
 
 
 @dataclass(frozen=True)
@@ -229,12 +247,61 @@ def _open_lazily(data: bytes, image_format: str, limits: ImageLimits) -> Image.I
         raise InvalidImageError("That image is truncated or corrupt.") from err
 
 
+_BYTES_PER_PIXEL: dict[str, int] = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+"""Pillow's storage per pixel; every mode not listed takes 4 bytes (RGB is stored as RGBX)."""
+
+_DECODER_COPIES: dict[str, int] = {"WEBP": 4, "TIFF": 2}
+"""Whole-image buffers a decoder needs, counting Pillow's own: libwebp's canvas and the copies handed to
+Pillow; libtiff's strip buffer (a one-strip TIFF is the whole image). Measured by bench/decode_bench.py."""
+
+_slots_lock = threading.Lock()
+_slots: dict[int, threading.BoundedSemaphore] = {}
+
+
+@contextmanager
+def decode_slot(limits: ImageLimits) -> Iterator[None]:
+    """Hold one of the process's `limits.max_concurrent_decodes` decode slots.
+
+    One semaphore per configured size, created on first use and shared by every thread of the
+    process (bot threads, worker pool threads, ingest): memory per decode is bounded, so bounding
+    how many run at once bounds the process.
+    """
+    count = max(1, limits.max_concurrent_decodes)
+    with _slots_lock:
+        slots = _slots.setdefault(count, threading.BoundedSemaphore(count))
+    with slots:
+        yield
+
+
+def reduction_factor(size: tuple[int, int], max_output_pixels: int) -> int:
+    """The smallest integer box factor that brings `size` within `max_output_pixels` (1: none)."""
+    width, height = size
+    factor = 1
+    while -(-width // factor) * -(-height // factor) > max(1, max_output_pixels):
+        factor += 1
+    return factor
+
+
+def _check_decode_memory(im: Image.Image, image_format: str, limits: ImageLimits) -> None:
+    """Refuse, from the header, a file whose decoding alone would take more than the memory budget."""
+    width, height = im.size
+    per_pixel = _BYTES_PER_PIXEL.get(im.mode, 4) * _DECODER_COPIES.get(image_format, 1)
+    if width * height * per_pixel <= limits.max_decode_bytes:
+        return
+    limit_mp = math.floor(limits.max_decode_bytes / per_pixel / 100_000) / 10
+    raise InvalidImageError(
+        f"That image is {width}x{height} pixels; a {image_format} image of this colour depth can be at "
+        f"most {limit_mp:g} megapixels. Please send a smaller image or a PNG or JPEG."
+    )
+
+
 def decode_image(data: bytes, limits: ImageLimits | None = None) -> DecodedImage:
     """Decode untrusted bytes into upright RGB, enforcing `limits` before any pixel is decoded.
 
     Raises `InvalidImageError` for empty, oversized, non-image, corrupt or truncated input, for
-    decompression bombs and for absurd aspect ratios. Animated or multi-page files yield the first
-    frame (`frames` says how many there were).
+    decompression bombs, for absurd aspect ratios and for files whose decoding would exceed the
+    memory budget. Animated or multi-page files yield the first frame (`frames` says how many there
+    were). Pictures above `limits.max_output_pixels` come back box-reduced.
     """
     limits = limits or ImageLimits()
     if not data:
@@ -247,22 +314,31 @@ def decode_image(data: bytes, limits: ImageLimits | None = None) -> DecodedImage
     if image_format is None or image_format not in IMAGE_FORMATS:
         raise _not_an_image(image_format)
 
-    im = _open_lazily(data, image_format, limits)
-    try:
-        original_size = im.size
-        check_dimensions(original_size, limits)
-        frames = int(getattr(im, "n_frames", 1))
-        if frames > 1:
-            im.seek(0)
-            check_dimensions(im.size, limits)
-        im.load()
-        rgb = to_rgb(im)
-    except InvalidImageError:
-        raise
-    except (*_DECODE_ERRORS, Image.DecompressionBombError) as err:
-        raise InvalidImageError("That image is truncated or corrupt.") from err
-    finally:
-        im.close()
+    with decode_slot(limits):
+        im = _open_lazily(data, image_format, limits)
+        try:
+            original_size = im.size
+            check_dimensions(original_size, limits)
+            frames = int(getattr(im, "n_frames", 1))
+            if frames > 1:
+                im.seek(0)
+                check_dimensions(im.size, limits)
+            factor = reduction_factor(im.size, limits.max_output_pixels)
+            if image_format == "JPEG" and factor > 1:
+                # libjpeg scales while decoding (1/2, 1/4, 1/8): the full picture is never in memory
+                im.draft(im.mode, (-(-im.width // factor), -(-im.height // factor)))
+                factor = reduction_factor(im.size, limits.max_output_pixels)
+            _check_decode_memory(im, image_format, limits)
+            im.load()
+            rgb = _upright_rgb(im, factor=factor, owned=True)
+        except InvalidImageError:
+            im.close()
+            raise
+        except (*_DECODE_ERRORS, Image.DecompressionBombError) as err:
+            im.close()
+            raise InvalidImageError("That image is truncated or corrupt.") from err
+        if rgb is not im:
+            im.close()  # frees the source pixels now, not at the next garbage collection
     return DecodedImage(image=rgb, format=image_format, original_size=original_size, frames=frames)
 
 
@@ -301,8 +377,9 @@ def load_image(
     if isinstance(source, Image.Image):
         check_dimensions(source.size, limits)
         try:
-            source.load()
-            return to_rgb(source)
+            with decode_slot(limits):
+                source.load()
+                return to_rgb(source)
         except (*_DECODE_ERRORS, Image.DecompressionBombError) as err:
             raise InvalidImageError("That image is truncated or corrupt.") from err
     if isinstance(source, bytes | bytearray | memoryview):
@@ -313,38 +390,56 @@ def load_image(
 def to_rgb(im: Image.Image) -> Image.Image:
     """8-bit RGB as a viewer would display `im`, for every Pillow mode; always a new image.
 
-    - EXIF orientation is applied first (phone photos are stored sideways).
+    - EXIF orientation is applied (phone photos are stored sideways).
     - Transparency (alpha bands, palette or tRNS transparency) is composited over white, the
       background of a slide, rather than dropped (which reveals whatever colour hid underneath).
     - CMYK goes through its embedded ICC profile when there is one.
     - 16-bit images map 0..65535 onto 0..255; float images are scaled from their range.
+
+    Conversion runs in strips of rows, so its temporaries stay a few MiB whatever the image size:
+    the result is the same as converting the whole image at once.
     """
-    upright = _apply_orientation(im)
-    mode = upright.mode
-    if mode == "RGB" and not upright.has_transparency_data:
-        return upright
-    if upright.has_transparency_data:
-        # Pillow converts premultiplied "La" only to "LA"; every other mode goes straight to RGBA.
-        rgba = (upright.convert("LA") if mode == "La" else upright).convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (*_WHITE, 255))
-        out = Image.alpha_composite(background, rgba).convert("RGB")
-    elif mode == "CMYK":
-        out = _cmyk_to_rgb(upright)
-    elif mode.startswith("I;16") or mode == "I":
-        out = _scale_to_rgb(_sixteen_bit_to_uint8(np.asarray(upright)))
-    elif mode == "F":
-        out = _scale_to_rgb(_float_to_uint8(np.asarray(upright)))
-    else:
-        try:
-            out = upright.convert("RGB")
-        except ValueError as err:
-            raise InvalidImageError(
-                f"That image uses the {mode} colour mode, which is not supported."
-            ) from err
-    out.info.pop("transparency", None)
-    if mode == "CMYK":
-        out.info.pop("icc_profile", None)  # it describes the CMYK pixels, not these
-    return out
+    return _upright_rgb(im, factor=1, owned=False)
+
+
+def _upright_rgb(im: Image.Image, *, factor: int, owned: bool) -> Image.Image:
+    """`to_rgb`, box-reduced by `factor`; `owned` lets an already-RGB `im` be returned itself."""
+    if im.mode == "RGB" and not im.has_transparency_data and factor == 1:
+        if owned:
+            out = im
+            # new pixels only when it really rotates; unreadable EXIF shows the pixels as stored
+            with suppress(SyntaxError, ValueError, KeyError, TypeError, IndexError, struct.error):
+                ImageOps.exif_transpose(im, in_place=True)
+        else:
+            out = _apply_orientation(im)
+        out.info.pop("transparency", None)
+        return out
+    out = _convert_in_strips(im, _strip_converter(im), factor)
+    method = _ORIENTATIONS.get(_orientation(im))
+    return out.transpose(method) if method is not None else out
+
+
+_ORIENTATIONS: dict[int, Image.Transpose] = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+"""EXIF orientation -> the transpose that shows the picture upright (as `ImageOps.exif_transpose`)."""
+
+_STRIP_PIXELS = 1 << 19
+"""Pixels converted at a time: float64 temporaries of a strip stay near 4 MiB."""
+
+
+def _orientation(im: Image.Image) -> int:
+    """The EXIF (or XMP) orientation; unreadable metadata means 'as stored', the pixels are fine."""
+    try:
+        return int(im.getexif().get(0x0112, 1))
+    except (SyntaxError, ValueError, KeyError, TypeError, IndexError, struct.error):
+        return 1
 
 
 def _apply_orientation(im: Image.Image) -> Image.Image:
@@ -355,48 +450,132 @@ def _apply_orientation(im: Image.Image) -> Image.Image:
         return im.copy()
 
 
-def _cmyk_to_rgb(im: Image.Image) -> Image.Image:
+def _convert_in_strips(
+    im: Image.Image, convert: Callable[[Image.Image], Image.Image], factor: int
+) -> Image.Image:
+    """Apply the per-pixel `convert` strip by strip into a fresh RGB image reduced by `factor`.
+
+    Only the source and the (possibly reduced) result are ever whole; every conversion
+    temporary is strip-sized. Strips are a multiple of `factor` rows high, so each block of the
+    box reduction lies inside one strip.
+    """
+    width, height = im.size
+    out = Image.new("RGB", (-(-width // factor), -(-height // factor)))
+    rows = max(factor, (_STRIP_PIXELS // max(1, width)) // factor * factor)
+    for top in range(0, height, rows):
+        bottom = min(height, top + rows)
+        piece = convert(im.crop((0, top, width, bottom)))
+        if factor > 1:
+            piece = piece.reduce(factor)
+        out.paste(piece, (0, top // factor))
+    return out
+
+
+def _strip_converter(im: Image.Image) -> Callable[[Image.Image], Image.Image]:
+    """The per-strip conversion to RGB for `im`'s mode; whole-image facts (range, profile) come first."""
+    mode = im.mode
+    if im.has_transparency_data:
+        return _over_white
+    if mode == "CMYK":
+        return _cmyk_converter(im)
+    if mode.startswith("I;16") or mode == "I":
+        return _gray_converter(_sixteen_bit_to_uint8, _value_range(im, as_float=False))
+    if mode == "F":
+        return _gray_converter(_float_to_uint8, _value_range(im, as_float=True))
+    return _plain_convert
+
+
+def _plain_convert(strip: Image.Image) -> Image.Image:
+    try:
+        return strip.convert("RGB")
+    except ValueError as err:
+        raise InvalidImageError(
+            f"That image uses the {strip.mode} colour mode, which is not supported."
+        ) from err
+
+
+def _over_white(strip: Image.Image) -> Image.Image:
+    # Pillow converts premultiplied "La" only to "LA"; every other mode goes straight to RGBA.
+    rgba = (strip.convert("LA") if strip.mode == "La" else strip).convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (*_WHITE, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _cmyk_converter(im: Image.Image) -> Callable[[Image.Image], Image.Image]:
     """Use the file's ICC profile when present: Pillow's naive formula over-saturates print CMYK."""
     icc = im.info.get("icc_profile")
     if icc:
         try:
-            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            converted = ImageCms.profileToProfile(
-                im,
-                source,
+            transform = ImageCms.buildTransform(
+                ImageCms.ImageCmsProfile(io.BytesIO(icc)),
                 ImageCms.createProfile("sRGB"),
+                "CMYK",
+                "RGB",
                 renderingIntent=ImageCms.Intent.PERCEPTUAL,
-                outputMode="RGB",
             )
         except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
-            converted = None  # a broken or mismatched profile: fall back rather than refuse
-        if converted is not None:
-            return converted
-    return im.convert("RGB")
+            transform = None  # a broken or mismatched profile: fall back rather than refuse
+        if transform is not None:
+            return lambda strip: _apply_profile(strip, transform)
+    return _plain_convert
 
 
-def _sixteen_bit_to_uint8(pixels: np.ndarray) -> np.ndarray:
+def _apply_profile(strip: Image.Image, transform: ImageCms.ImageCmsTransform) -> Image.Image:
+    try:
+        converted = ImageCms.applyTransform(strip, transform)
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        converted = None
+    return converted if converted is not None else strip.convert("RGB")
+
+
+def _strips(im: Image.Image) -> Iterator[Image.Image]:
+    width, height = im.size
+    rows = max(1, _STRIP_PIXELS // max(1, width))
+    for top in range(0, height, rows):
+        yield im.crop((0, top, width, min(height, top + rows)))
+
+
+def _value_range(im: Image.Image, *, as_float: bool) -> tuple[float, float] | None:
+    """(min, max) over the whole image, NaN and infinities counted as 0 for floats; None if empty."""
+    low, high = math.inf, -math.inf
+    for strip in _strips(im):
+        values = np.asarray(strip)
+        if values.size == 0:
+            continue
+        if as_float:
+            values = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        low, high = min(low, float(values.min())), max(high, float(values.max()))
+    return None if low > high else (low, high)
+
+
+def _gray_converter(
+    to_uint8: Callable[[np.ndarray, tuple[float, float] | None], np.ndarray],
+    value_range: tuple[float, float] | None,
+) -> Callable[[Image.Image], Image.Image]:
+    def convert(strip: Image.Image) -> Image.Image:
+        gray = to_uint8(np.asarray(strip), value_range)
+        return Image.fromarray(np.ascontiguousarray(gray)).convert("RGB")
+
+    return convert
+
+
+def _sixteen_bit_to_uint8(pixels: np.ndarray, value_range: tuple[float, float] | None) -> np.ndarray:
     """0..65535 -> 0..255 with rounding (x / 257); 32-bit data outside that range is stretched."""
-    values = pixels.astype(np.int64)
-    if values.size and (values.min() < 0 or values.max() > 65535):
-        return _stretch_to_uint8(values.astype(np.float64))
-    return ((values + 128) // 257).astype(np.uint8)
+    if value_range is not None and (value_range[0] < 0 or value_range[1] > 65535):
+        return _stretch_to_uint8(pixels.astype(np.float64), value_range)
+    return ((pixels.astype(np.int64) + 128) // 257).astype(np.uint8)
 
 
-def _float_to_uint8(pixels: np.ndarray) -> np.ndarray:
-    """Floats in [0, 1] are intensities; anything else is stretched from its own min..max."""
+def _float_to_uint8(pixels: np.ndarray, value_range: tuple[float, float] | None) -> np.ndarray:
+    """Floats in [0, 1] are intensities; anything else is stretched from the image's own min..max."""
     values = np.nan_to_num(pixels.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    if values.size and values.min() >= 0.0 and values.max() <= 1.0:
+    if value_range is None or (value_range[0] >= 0.0 and value_range[1] <= 1.0):
         return np.rint(values * 255.0).astype(np.uint8)
-    return _stretch_to_uint8(values)
+    return _stretch_to_uint8(values, value_range)
 
 
-def _stretch_to_uint8(values: np.ndarray) -> np.ndarray:
-    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+def _stretch_to_uint8(values: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    low, high = value_range
     if high <= low:
         return np.full(values.shape, int(np.clip(low, 0, 255)), dtype=np.uint8)
     return np.rint((values - low) * (255.0 / (high - low))).astype(np.uint8)
-
-
-def _scale_to_rgb(gray: np.ndarray) -> Image.Image:
-    return Image.fromarray(np.ascontiguousarray(gray)).convert("RGB")

@@ -78,8 +78,11 @@ class Container:
         """Size and pixel caps applied to every image we decode."""
         from model.images import ImageLimits
 
+        ingest = self.settings.ingest
         return ImageLimits(
-            max_bytes=self.settings.ingest.max_bytes, max_pixels=self.settings.ingest.max_pixels
+            max_bytes=ingest.max_bytes,
+            max_pixels=ingest.max_pixels,
+            max_concurrent_decodes=ingest.decode_concurrency,
         )
 
     @cached_property

@@ -70,6 +70,9 @@ class IngestSettings(BaseModel):
 
     max_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest accepted file, in bytes.")
     max_pixels: int = Field(64_000_000, ge=10_000, description="Decompression-bomb guard, in pixels.")
+    decode_concurrency: int = Field(
+        2, ge=1, description="Images one process decodes at once (each may take up to ~300 MiB)."
+    )
     fetch_timeout_s: float = Field(15.0, gt=0, description="Time-out for downloading an attachment.")
     gate_threshold: float = Field(
         0.5, ge=0, le=1, description="Minimum 'pathology image' probability for the ingest gate."

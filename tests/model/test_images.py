@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 import warnings
 import zipfile
 from pathlib import Path
@@ -23,6 +24,7 @@ from model.images import (
     to_rgb,
 )
 from plipbot.errors import InputFileError, InvalidImageError
+from tests.hostile_files import cmyk_icc_profile, hostile_files, measure_decode, tiff_stream
 from tests.imagegen import encode, gradient, noise, png_claiming_size, solid
 
 # ---------------------------------------------------------------------------------------------
@@ -352,24 +354,27 @@ def test_cmyk_without_profile_uses_pillow_conversion() -> None:
     assert np.abs(np.subtract(decoded.image.getpixel((4, 4)), (0, 255, 255))).max() <= 3
 
 
-def test_cmyk_with_profile_goes_through_color_management(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No CMYK profile can be generated here, so the transform is observed rather than run."""
-    calls: list[tuple[object, ...]] = []
-
-    def fake_profile_to_profile(
-        im: Image.Image, source: object, target: object, **kwargs: object
-    ) -> Image.Image:
-        calls.append((source, kwargs.get("outputMode")))
-        return Image.new("RGB", im.size, (1, 2, 3))
-
-    monkeypatch.setattr(images.ImageCms, "profileToProfile", fake_profile_to_profile)
-    image = Image.new("CMYK", (2, 2), (255, 0, 0, 0))
-    image.info["icc_profile"] = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+def test_cmyk_with_profile_goes_through_color_management() -> None:
+    """A real CMYK profile (generated: none ships here) gives littleCMS's colours, not Pillow's formula."""
+    profile = cmyk_icc_profile()
+    image = Image.new("CMYK", (40, 30), (0, 0, 0, 255))  # full black ink
+    image.info["icc_profile"] = profile
+    expected = ImageCms.profileToProfile(
+        image,
+        ImageCms.ImageCmsProfile(io.BytesIO(profile)),
+        ImageCms.createProfile("sRGB"),
+        renderingIntent=ImageCms.Intent.PERCEPTUAL,
+        outputMode="RGB",
+    )
+    assert expected is not None
     out = to_rgb(image)
-    assert out.getpixel((0, 0)) == (1, 2, 3)
-    assert len(calls) == 1
-    assert calls[0][1] == "RGB"
+    assert out.mode == "RGB"
     assert "icc_profile" not in out.info
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(expected))
+    assert out.getpixel((0, 0)) != Image.new("CMYK", (1, 1), (0, 0, 0, 255)).convert("RGB").getpixel((0, 0))
+    # and through a real CMYK JPEG carrying that profile
+    decoded = decode_image(encode(Image.new("CMYK", (16, 16), (0, 0, 0, 255)), "JPEG", icc_profile=profile))
+    assert np.abs(np.subtract(decoded.image.getpixel((8, 8)), out.getpixel((0, 0)))).max() <= 3
 
 
 def test_cmyk_with_a_mismatched_profile_falls_back() -> None:
@@ -465,3 +470,179 @@ def test_to_rgb_of_an_exif_rotated_pil_image() -> None:
 def test_unreadable_exif_does_not_reject_good_pixels(image_format: str) -> None:
     decoded = decode_image(encode(gradient(), image_format, exif=b"Exif\x00\x00garbage"))
     assert decoded.image.size == (64, 48)
+
+
+# ---------------------------------------------------------------------------------------------
+# bounded decoding: exact strip conversion, reduced output, decode budget, concurrency, memory
+
+
+def _reference_gray(pixels: np.ndarray, mode: str) -> np.ndarray:
+    """The whole-image float64 conversion this module used before strips (kept to prove equality)."""
+
+    def stretch(values: np.ndarray) -> np.ndarray:
+        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        if high <= low:
+            return np.full(values.shape, int(np.clip(low, 0, 255)), dtype=np.uint8)
+        return np.rint((values - low) * (255.0 / (high - low))).astype(np.uint8)
+
+    if mode == "F":
+        values = np.nan_to_num(pixels.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        if values.size and values.min() >= 0.0 and values.max() <= 1.0:
+            return np.rint(values * 255.0).astype(np.uint8)
+        return stretch(values)
+    integers = pixels.astype(np.int64)
+    if integers.size and (integers.min() < 0 or integers.max() > 65535):
+        return stretch(integers.astype(np.float64))
+    return ((integers + 128) // 257).astype(np.uint8)
+
+
+def _gray_cases() -> list[tuple[str, Image.Image]]:
+    rng = np.random.default_rng(7)
+    shape = (37, 53)
+    wide_float = (rng.standard_normal(shape) * 1e4).astype(np.float32)
+    wide_float[3, 4], wide_float[5, 6], wide_float[7, 8] = np.nan, np.inf, -np.inf
+    unit_float = rng.random(shape, dtype=np.float32)
+    unit_float[0, 0] = np.nan
+    return [
+        ("F wide", Image.fromarray(wide_float)),
+        ("F unit", Image.fromarray(unit_float)),
+        ("F constant", Image.fromarray(np.full(shape, 300.5, dtype=np.float32))),
+        ("I;16", Image.fromarray(rng.integers(0, 65536, shape, dtype=np.uint16))),
+        (
+            "I;16B",
+            Image.frombytes("I;16B", shape[::-1], rng.integers(0, 65536, shape).astype(">u2").tobytes()),
+        ),
+        ("I in range", Image.fromarray(rng.integers(0, 65536, shape).astype(np.int32))),
+        ("I wide", Image.fromarray(rng.integers(-(2**31), 2**31 - 1, shape).astype(np.int32))),
+    ]
+
+
+@pytest.mark.parametrize("strip_pixels", [1, 64, 1 << 19])
+@pytest.mark.parametrize("case", range(7))
+def test_strip_conversion_equals_the_whole_image_float64_reference(
+    case: int, strip_pixels: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Converted strip by strip (down to one row at a time), the pixels are those of the old code."""
+    monkeypatch.setattr(images, "_STRIP_PIXELS", strip_pixels)
+    name, image = _gray_cases()[case]
+    expected = _reference_gray(np.asarray(image), image.mode)
+    out = np.asarray(to_rgb(image))
+    for channel in range(3):
+        np.testing.assert_array_equal(out[..., channel], expected, err_msg=name)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "PA", "P-transparent", "CMYK", "YCbCr", "L", "1"])
+def test_strip_conversion_equals_pillow_whole_image(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(images, "_STRIP_PIXELS", 50)
+    rng = np.random.default_rng(3)
+    rgba = Image.fromarray(rng.integers(0, 256, (29, 41, 4), dtype=np.uint8), "RGBA")
+    if mode == "P-transparent":
+        image = rgba.convert("RGB").quantize(16)
+        image.info["transparency"] = 3
+        whole = image.convert("RGBA")
+    else:
+        image = rgba if mode == "RGBA" else rgba.convert(mode)
+        whole = image.convert("LA" if mode == "LA" else "RGBA") if mode in ("LA", "PA", "RGBA") else image
+    if whole.mode in ("RGBA", "LA"):
+        background = Image.new("RGBA", whole.size, (255, 255, 255, 255))
+        expected = Image.alpha_composite(background, whole.convert("RGBA")).convert("RGB")
+    else:
+        expected = whole.convert("RGB")
+    np.testing.assert_array_equal(np.asarray(to_rgb(image)), np.asarray(expected))
+
+
+def test_large_pictures_come_back_box_reduced_and_upright() -> None:
+    limits = ImageLimits(max_output_pixels=1000)
+    stored = gradient((90, 60))  # 5400 px -> factor 3 -> 30x20
+    reduced = decode_image(encode(stored, "PNG"), limits)
+    assert reduced.image.size == (30, 20)
+    assert reduced.original_size == (90, 60)
+    np.testing.assert_array_equal(np.asarray(reduced.image), np.asarray(stored.reduce(3)))
+    rotated = decode_image(_with_orientation(stored, 6, "PNG"), limits)
+    assert rotated.image.size == (20, 30)
+    assert rotated.image.getpixel((10, 1))[0] < 20  # type: ignore[index]  # left edge now on top
+
+
+def test_large_jpeg_is_decoded_at_reduced_scale() -> None:
+    limits = ImageLimits(max_output_pixels=64 * 48)
+    decoded = decode_image(encode(gradient((256, 192)), "JPEG", quality=95), limits)
+    assert decoded.original_size == (256, 192)
+    assert decoded.image.width * decoded.image.height <= 64 * 48
+    assert decoded.image.size == (64, 48)  # libjpeg's 1/4 scale, no box pass needed
+    assert decoded.image.getpixel((1, 24))[0] < 30 < 225 < decoded.image.getpixel((62, 24))[0]  # type: ignore[index]
+
+
+def test_small_pictures_are_not_reduced() -> None:
+    assert images.reduction_factor((4000, 3000), ImageLimits().max_output_pixels) == 1
+    assert images.reduction_factor((4001, 3000), ImageLimits().max_output_pixels) == 2
+
+
+def test_decode_budget_refuses_deep_images_from_the_header() -> None:
+    """A float TIFF whose decoding alone would pass the budget is refused before any pixel is read."""
+    limits = ImageLimits(max_decode_bytes=1_000_000)
+    side = 400  # 160 000 px x 4 bytes x libtiff's strip copy = 1.28 MB
+    data = tiff_stream(side, side, bits=32, sample_format=3, row=bytes(4 * side))
+    with pytest.raises(InvalidImageError, match=r"400x400 pixels; a TIFF image .* at most 0.1 megapixels"):
+        decode_image(data, limits)
+    assert decode_image(data, ImageLimits(max_decode_bytes=1_300_000)).image.size == (400, 400)
+    eight_bit = decode_image(encode(solid(size=(400, 400)), "PNG"), limits)  # 640 kB: within budget
+    assert eight_bit.image.size == (400, 400)
+
+
+def test_hostile_set_decisions_at_a_small_cap() -> None:
+    """Each file of the hostile set is accepted or refused as it must be; none passes the output cap."""
+    limits = ImageLimits(max_pixels=250_000, max_decode_bytes=1 << 20, max_output_pixels=40_000)
+    seen = 0
+    for hostile in hostile_files(limits, include_slow=False):
+        seen += 1
+        try:
+            decoded = decode_image(hostile.data, limits)
+        except InvalidImageError as err:
+            assert not hostile.accepted, f"{hostile.name} refused: {err.user_message}"
+            assert "\n" not in err.user_message and len(err.user_message) < 200
+            continue
+        assert hostile.accepted, f"{hostile.name} was decoded"
+        assert decoded.image.mode == "RGB"
+        assert decoded.image.width * decoded.image.height <= limits.max_output_pixels, hostile.name
+    assert seen >= 20
+
+
+def test_concurrent_decodes_wait_for_a_slot() -> None:
+    limits = ImageLimits(max_concurrent_decodes=1)
+    data = encode(noise(), "PNG")
+    finished = threading.Event()
+
+    def decode() -> None:
+        decode_image(data, limits)
+        finished.set()
+
+    with images.decode_slot(limits):  # the only slot is taken
+        worker = threading.Thread(target=decode)
+        worker.start()
+        assert not finished.wait(0.3)
+    assert finished.wait(10)
+    worker.join()
+
+
+MEMORY_SET = frozenset(
+    {
+        "png-bomb-rgba-at-cap",  # the largest accepted 8-bit source, composited over white
+        "tiff-float-at-budget",  # float data through libtiff, stretched
+        "webp-at-budget",  # the decoder with the most copies of its own
+        "tiff-float-at-cap",  # refused from the header by the budget
+    }
+)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="peak RSS is read from /proc")
+def test_no_accepted_file_grows_a_process_by_300_mib(tmp_path: Path) -> None:
+    """The worst files of the hostile set at the default limits, each decoded in a fresh process
+    (about 2 s each). bench/decode_bench.py runs the whole set and prints the table."""
+    limits = ImageLimits()
+    files = list(hostile_files(limits, names=MEMORY_SET))
+    assert {f.name for f in files} == MEMORY_SET
+    for hostile in files:
+        measured = measure_decode(hostile.data, limits, str(tmp_path))
+        assert measured.decoded == hostile.accepted, f"{hostile.name}: {measured.outcome}"
+        assert measured.growth_bytes < 300 * 2**20, f"{hostile.name} grew {measured.growth_bytes >> 20} MiB"
