@@ -244,7 +244,8 @@ class GuildConfigStore(SqlStore):
             try:
                 return label_set_from_json(row.label_set), source
             except (LabelSetError, KeyError, TypeError) as err:
-                log.warning("stored %s label set of guild %s is invalid, skipped: %s", source, guild_id, err)
+                reason = type(err).__name__  # not its text: it quotes the labels
+                log.warning("stored %s label set of guild %s skipped: %s", source, guild_id, reason)
         return get_preset(DEFAULT_PRESET), LabelSource.DEFAULT_PRESET
 
     def _change_labels(

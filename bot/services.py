@@ -215,12 +215,12 @@ class BotServices:
         with plipbot_metrics().track_request("bot") as timer:
             try:
                 outcome = call()  # type: ignore[operator]
-            except ServiceUnavailableError as err:
-                log.warning("task call failed: %s", err)
+            except ServiceUnavailableError:
+                log.warning("task call failed: service unavailable")
                 timer.outcome = "unavailable"
                 return error_reply(BUSY_MESSAGE)
             if isinstance(outcome, TaskError):
-                log.info("task error %s: %s", outcome.code, outcome.message)
+                log.info("task error %s", outcome.code)  # its message may quote what the user sent
                 timer.outcome = outcome.code
                 return error_reply(outcome.message)
             return outcome

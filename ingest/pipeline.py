@@ -304,7 +304,8 @@ class IngestPipeline:
             for (i, _), step in zip(prepared, embedded, strict=True):
                 results[i] = step if isinstance(step, IngestResult) else self._upsert(step)
         for result in results.values():
-            log.info("ingest %s %s %s", result.point_id, result.outcome.value, result.reason)
+            # Not the reason: it may quote the caption or the attachment's link.
+            log.info("ingest %s %s", result.point_id, result.outcome.value)
         return [results[i] for i in range(len(posts))]
 
     def sweep_orphan_thumbnails(self) -> int:

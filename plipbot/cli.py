@@ -18,6 +18,8 @@ from pydantic import ValidationError
 from plipbot import __version__, cli_bot, cli_corpus, cli_eval, cli_model, cli_ops, cli_worker
 from plipbot.composition import Container
 from plipbot.errors import PlipbotError
+from plipbot.log_format import TextFormatter
+from plipbot.redaction import redact_secrets
 from plipbot.settings import load_settings
 
 EXIT_USER_ERROR = 2
@@ -65,10 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `plipbot` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(TextFormatter(exception_messages=args.debug))  # no credentials, no user text
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, handlers=[handler])
     try:
         container = Container(load_settings(**settings_overrides(args)))
         return int(args.func(args, container) or 0)
@@ -80,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PlipbotError as err:
         if args.debug:
             raise
-        print(f"error: {err.user_message}", file=sys.stderr)
+        print(f"error: {redact_secrets(err.user_message)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -88,9 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # a bug: one line for people, the traceback with --debug
         if args.debug:
             raise
-        print(
-            f"error: unexpected {type(err).__name__}: {err} (rerun with --debug for details)", file=sys.stderr
-        )
+        reason = f"{type(err).__name__}: {redact_secrets(str(err))}"
+        print(f"error: unexpected {reason} (rerun with --debug for details)", file=sys.stderr)
         return 1
 
 

@@ -54,14 +54,15 @@ def resolve_queues(raw: str | None, configured: dict[str, str]) -> list[str]:
 def _check_broker(app: Any, timeout_s: float) -> None:
     """Fail in one line when the broker cannot be reached (Celery would retry forever, quietly)."""
     from kombu.exceptions import OperationalError
-    from kombu.utils.url import maybe_sanitize_url
+
+    from plipbot.redaction import redact_secrets, redact_url
 
     try:
         with app.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, timeout=timeout_s)
     except (OperationalError, OSError) as err:
-        where = maybe_sanitize_url(app.conf.broker_url)
-        raise ServiceUnavailableError(f"Cannot reach the broker at {where}: {str(err).rstrip('.')}.") from err
+        where, reason = redact_url(app.conf.broker_url), redact_secrets(str(err).rstrip("."))
+        raise ServiceUnavailableError(f"Cannot reach the broker at {where}: {reason}.") from err
 
 
 def configure_pool(app: Any, pool: str) -> None:
@@ -120,6 +121,7 @@ def run_celery_worker(
         without_gossip=True,
         without_mingle=True,
         without_heartbeat=True,
+        quiet=True,  # no start-up banner: it prints the broker URL, whose password kombu cannot always mask
     )
     worker.start()
     status = int(worker.exitcode or 0)

@@ -20,9 +20,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from plipbot import __version__
+from plipbot.redaction import redact_secrets, redact_url
 from plipbot.settings import Settings
 
 Status = Literal["ok", "FAIL", "skip"]
@@ -51,22 +52,8 @@ class CheckResult:
         return self.status == "FAIL"
 
     def line(self) -> str:
-        return f"{self.status} {self.name}: {self.detail}"
-
-
-def redact_url(url: str) -> str:
-    """The URL with its password (if any) replaced by `***`, safe to print."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+        """The printed line; credentials in it (a URL in a driver's error, say) are masked."""
+        return redact_secrets(f"{self.status} {self.name}: {self.detail}")
 
 
 def _os_reason(err: BaseException) -> str:

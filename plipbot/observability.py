@@ -15,6 +15,8 @@ and records what it does through `obs.metrics` (or `plipbot_metrics()`, the same
 Workers get request counts and latencies for every task without touching task code through
 `instrument_celery(app, metrics)`, which also keeps Celery from replacing our log configuration.
 
+Logs carry no user content and no credentials: `plipbot.log_format` says how.
+
 Nothing is started at import time. Metric objects are built per `PlipbotMetrics(registry)`, so tests use
 their own registry; the process-wide instance registers on prometheus_client's default registry (which
 also carries the process and Python collectors).
@@ -22,16 +24,13 @@ also carries the process and Python collectors).
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import threading
 import time
-import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import cache
 from typing import IO, TYPE_CHECKING, Any
 
@@ -40,6 +39,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from plipbot import __version__
+from plipbot.log_format import JsonFormatter, TextFormatter
 
 if TYPE_CHECKING:
     from plipbot.settings import ObservabilitySettings, Settings
@@ -58,60 +58,37 @@ INGEST_OUTCOMES = ("ingested", "duplicate", "rejected", "held", "no_consent", "e
 _KOMBU_PRIORITY_SEP = "\x06\x16"
 _KOMBU_PRIORITY_STEPS = (3, 6, 9)
 
-# Attributes every LogRecord has; anything else on a record came from `extra=` and is logged as a field.
-_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
-
-
-# ---------------------------------------------------------------------------------------------- logging
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, message, then `extra=` fields and the traceback."""
-
-    def __init__(self, *, component: str | None = None) -> None:
-        super().__init__()
-        self.component = component
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if self.component:
-            entry["component"] = self.component
-        for key, value in vars(record).items():
-            if key not in _RECORD_ATTRS and not key.startswith("_") and key not in entry:
-                entry[key] = value
-        if record.exc_info:
-            entry["exc_type"] = record.exc_info[0].__name__ if record.exc_info[0] else None
-            entry["exc"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
-        elif record.exc_text:
-            entry["exc"] = record.exc_text
-        if record.stack_info:
-            entry["stack"] = record.stack_info
-        return json.dumps(entry, default=str, ensure_ascii=False)
-
-
-TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
 def configure_logging(
-    observability: ObservabilitySettings, *, component: str | None = None, stream: IO[str] | None = None
+    observability: ObservabilitySettings,
+    *,
+    component: str | None = None,
+    stream: IO[str] | None = None,
+    secrets: Iterable[str] = (),
 ) -> logging.Handler:
-    """Replace the root logger's handlers with one stderr handler in the configured format and level."""
+    """Replace the root logger's handlers with one stderr handler in the configured format and level.
+
+    `secrets` are values masked wherever they appear (the Discord token); exception texts are shown
+    only at the debug level.
+    """
     handler = logging.StreamHandler(stream or sys.stderr)
+    debug = observability.log_level.lower() == "debug"
+    formatter: logging.Formatter
     if observability.log_format == "json":
-        handler.setFormatter(JsonFormatter(component=component))
+        formatter = JsonFormatter(component=component, secrets=secrets, exception_messages=debug)
     else:
-        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+        formatter = TextFormatter(secrets=secrets, exception_messages=debug)
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(observability.log_level.upper())
     return handler
+
+
+def settings_secrets(settings: Settings) -> tuple[str, ...]:
+    """Configured values that must never appear in a log line (URL passwords are masked anyway)."""
+    return tuple(secret for secret in (settings.discord.token,) if secret)
 
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -315,7 +292,7 @@ def setup_observability(
     does not multiply the same numbers; any one process reporting them is enough).
     """
     obs_settings = settings.observability
-    configure_logging(obs_settings, component=component)
+    configure_logging(obs_settings, component=component, secrets=settings_secrets(settings))
     metrics = metrics or plipbot_metrics()
     metrics.set_build_info(component, settings.model.name)
     result = Observability(metrics)
@@ -363,8 +340,10 @@ def instrument_celery(app: Any, metrics: PlipbotMetrics, settings: Settings | No
     if settings is not None:
         obs_settings = settings.observability
 
+        secrets = settings_secrets(settings)
+
         def keep_our_logging(**_: Any) -> None:
-            configure_logging(obs_settings, component="worker")
+            configure_logging(obs_settings, component="worker", secrets=secrets)
 
         # Connecting a receiver to setup_logging is how Celery is told not to configure logging itself.
         signals.setup_logging.connect(keep_our_logging, weak=False)

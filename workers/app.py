@@ -13,14 +13,17 @@ Delivery choices, and why:
   On Redis, "redelivered" means after `visibility_timeout`, which must exceed the longest task.
 - Time limits: soft (the task returns a timeout TaskError) then hard (a prefork child is killed).
 - Redis time-outs everywhere, so a dead broker is an error within seconds, not a hang.
+- Every message carries placeholders as its `argsrepr`/`kwargsrepr` (what Celery logs and shows in
+  events instead of the arguments), whoever publishes it: the bot, or a worker retrying a task.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from plipbot.errors import ServiceUnavailableError
+from plipbot.redaction import REDACTED
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -60,6 +63,13 @@ def _redis_options(settings: Settings) -> dict[str, object]:
     }
 
 
+def _hide_arguments(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    """`before_task_publish` receiver: a task's arguments are what people typed or posted."""
+    if headers is not None:
+        headers["argsrepr"] = REDACTED
+        headers["kwargsrepr"] = REDACTED
+
+
 def create_celery_app(settings: Settings, *, routes: Mapping[str, QueueRole] = ROUTES) -> Celery:
     """A configured Celery app with no tasks registered (enough to send tasks and read results)."""
     if not settings.broker_url:
@@ -67,8 +77,10 @@ def create_celery_app(settings: Settings, *, routes: Mapping[str, QueueRole] = R
             "No broker configured: set PLIPBOT_BROKER_URL (e.g. redis://127.0.0.1:6379/0) "
             "to use workers; without it plipbot runs tasks in-process."
         )
-    from celery import Celery
+    from celery import Celery, signals
     from kombu import Exchange, Queue
+
+    signals.before_task_publish.connect(_hide_arguments, weak=False, dispatch_uid="plipbot-hide-arguments")
 
     workers = settings.workers
     queues = queue_names(settings)

@@ -192,7 +192,8 @@ class MicroBatcher(Generic[T, R]):
             if len(batch) == 1:
                 batch[0].future.set_exception(err)
                 return
-            log.warning("%s: batch of %d failed (%r); retrying items one by one", self._name, len(batch), err)
+            reason = type(err).__name__
+            log.warning("%s: batch of %d failed (%s); retrying one by one", self._name, len(batch), reason)
             for pending in batch:
                 self._run_batch([pending])
             return

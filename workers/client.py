@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from plipbot.errors import ServiceUnavailableError
+from plipbot.redaction import REDACTED
 from workers.case_contracts import (
     AnswerRequest,
     AnswerResult,
@@ -93,11 +94,12 @@ class CeleryTransport:
         from kombu.exceptions import OperationalError
 
         try:
-            return self.app.send_task(name, args=(payload,))
+            # The placeholders are what Celery logs, shows in events and `inspect` instead of the payload.
+            return self.app.send_task(name, args=(payload,), argsrepr=REDACTED, kwargsrepr=REDACTED)
         # RuntimeError: the result backend subscribes before publishing, and says "retry limit
         # exceeded" that way when the result store is down.
         except (OperationalError, OSError, RuntimeError, *self._redis_errors()) as err:
-            log.warning("cannot send %s: %r", name, err)
+            log.warning("cannot send %s: %s", name, type(err).__name__)
             raise ServiceUnavailableError(BROKER_DOWN) from err
 
     def _wait(self, async_result: AsyncResult, deadline: float) -> Any:
@@ -148,7 +150,7 @@ def _failure_as_error(async_result: AsyncResult, answer: Any) -> Any:
         return TaskError(
             code="timeout", message=TIMEOUT_MESSAGE, retryable=True, task_id=async_result.id
         ).model_dump()
-    log.error("task %s failed in the worker: %r", async_result.id, answer)
+    log.error("task %s failed in the worker: %s", async_result.id, type(answer).__name__)
     return TaskError(code="internal", message=INTERNAL_MESSAGE, task_id=async_result.id).model_dump()
 
 

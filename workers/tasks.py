@@ -53,7 +53,7 @@ def _run_on_celery(self: Any, payload: Any) -> dict[str, Any]:
     retries = self.request.retries
     if outcome.get("kind") == "error" and outcome.get("retryable") and retries < spec.max_retries:
         countdown = spec.retry_backoff_s * (2**retries)
-        log.info("%s [%s] retries in %.1fs: %s", spec.name, self.request.id, countdown, outcome["message"])
+        log.info("%s [%s] retries in %.1fs: %s", spec.name, self.request.id, countdown, outcome.get("code"))
         raise self.retry(countdown=countdown, max_retries=spec.max_retries)
     return outcome
 

@@ -174,8 +174,8 @@ class ConsentCog(commands.Cog):
                 result = None
             retry = result is None or (isinstance(result, TaskError) and result.retryable)
             if not retry or attempt == INGEST_ATTEMPTS:
-                log.info(
-                    "ingest message %s attachment %s: %s", request.message_id, request.attachment_id, result
-                )
+                outcome = "unavailable" if result is None else getattr(result, "outcome", None) or result.code
+                ids = (request.message_id, request.attachment_id)
+                log.info("ingest message %s attachment %s: %s", *ids, outcome)  # the outcome, not its reason
                 return
             await asyncio.sleep(INGEST_BACKOFF_S * attempt)

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from ingest.pipeline import Outcome
 from plipbot import __version__
+from plipbot.log_format import LOG_FIELDS
 from plipbot.observability import (
     INGEST_OUTCOMES,
     PlipbotMetrics,
@@ -66,8 +67,9 @@ def test_json_logs_are_one_object_per_line_with_extras_and_tracebacks() -> None:
     log = logging.getLogger("plipbot.test")
     log.debug("hidden at info")
     log.info("ingest %s %s", "p1", "duplicate", extra={"point_id": "p1", "guild_id": 42})
+    detail = "boom " * 2  # built at run time: a traceback's source lines would show a literal
     try:
-        raise ValueError("boom")
+        raise ValueError(detail)
     except ValueError:
         log.exception("task failed")
     first, second = (json.loads(line) for line in stream.getvalue().splitlines())
@@ -75,16 +77,112 @@ def test_json_logs_are_one_object_per_line_with_extras_and_tracebacks() -> None:
     assert (first["level"], first["logger"], first["component"]) == ("info", "plipbot.test", "worker")
     assert (first["point_id"], first["guild_id"]) == ("p1", 42)
     assert first["ts"].endswith("+00:00")
-    assert second["exc_type"] == "ValueError" and "boom" in second["exc"]
+    # The traceback says where and what failed, not the exception's text (it may quote a caption).
+    assert second["exc_type"] == "ValueError" and "builtins.ValueError: <redacted>" in second["exc"]
+    assert "test_observability.py" in second["exc"] and "boom" not in second["exc"]
 
 
-def test_text_logs_for_people() -> None:
+def test_exception_texts_appear_at_the_debug_level_only() -> None:
     stream = io.StringIO()
-    configure_logging(ObservabilitySettings(log_format="text", log_level="warning"), stream=stream)
-    logging.getLogger("plipbot.test").info("not shown")
-    logging.getLogger("plipbot.test").warning("shown")
-    assert stream.getvalue().rstrip().endswith("WARNING plipbot.test: shown")
-    assert "not shown" not in stream.getvalue()
+    configure_logging(ObservabilitySettings(log_format="json", log_level="debug"), stream=stream)
+    try:
+        try:
+            raise KeyError("inner detail")
+        except KeyError as inner:
+            raise RuntimeError("outer detail") from inner
+    except RuntimeError:
+        logging.getLogger("plipbot.test").exception("failed")
+    [entry] = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert "inner detail" in entry["exc"] and "outer detail" in entry["exc"]
+
+
+def test_chained_exceptions_keep_their_types_not_their_texts() -> None:
+    stream = io.StringIO()
+    configure_logging(ObservabilitySettings(log_format="text", log_level="info"), stream=stream)
+    name, record = " ".join(["Jane", "Roe"]), str(12345678)  # run-time values, as user text would be
+    try:
+        try:
+            raise KeyError(name)
+        except KeyError as inner:
+            raise RuntimeError(f"MRN {record}") from inner
+    except RuntimeError:
+        logging.getLogger("plipbot.test").exception("failed")
+    text = stream.getvalue()
+    assert "builtins.KeyError: <redacted>" in text and "builtins.RuntimeError: <redacted>" in text
+    assert "Jane" not in text and "12345678" not in text
+
+
+def test_only_allowlisted_extra_fields_are_written() -> None:
+    stream = io.StringIO()
+    configure_logging(ObservabilitySettings(log_format="json", log_level="info"), stream=stream)
+    logging.getLogger("plipbot.test").info(
+        "posted",
+        extra={"guild_id": 7, "outcome": "held", "caption": "Jane Roe", "data": {"args": "x"}, "url": "u"},
+    )
+    [entry] = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert (entry["guild_id"], entry["outcome"]) == (7, "held")
+    assert not {"caption", "data", "url"} & set(entry)
+    assert set(entry) <= LOG_FIELDS | {"ts", "level", "logger", "message"}
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_celery_task_payloads_become_placeholders(log_format: str) -> None:
+    """Celery's own log lines (received, succeeded, failed, unregistered) carry a task's arguments,
+    result and exception text; what we write keeps the task's name and id only."""
+    from celery.app import trace
+
+    stream = io.StringIO()
+    configure_logging(ObservabilitySettings(log_format=log_format, log_level="info"), stream=stream)  # type: ignore[arg-type]
+    task_id = str(uuid.uuid4())
+    payload = "({'text': 'cases like patient Jane Roe MRN 12345678'},)"
+    received = {"id": task_id, "name": "plipbot.search", "args": payload, "kwargs": "{}", "eta": None}
+    logging.getLogger("celery.worker.strategy").info(trace.LOG_RECEIVED, received, extra={"data": received})
+    success = {
+        "id": task_id,
+        "name": "plipbot.search",
+        "return_value": "{'cases': [{'caption': 'Jane Roe biopsy'}]}",
+        "runtime": 0.25,
+        "args": payload,
+        "kwargs": "{}",
+    }
+    logging.getLogger("celery.app.trace").info(trace.LOG_SUCCESS, success, extra={"data": success})
+    failure = {
+        "id": task_id,
+        "name": "plipbot.search",
+        "exc": "ValueError('Jane Roe')",
+        "description": "raised unexpected",
+        "traceback": "Traceback ... ValueError: Jane Roe",
+        "args": payload,
+        "kwargs": "{}",
+        "hostname": "w1@host",
+        "internal": False,
+    }
+    logging.getLogger("celery.app.trace").error(trace.LOG_FAILURE, failure, extra={"data": failure})
+    logging.getLogger("celery.worker.consumer.consumer").error(
+        "Received unregistered task of type %s.\nThe full contents of the message body was:\n%s",
+        "plipbot.unknown",
+        f"[{payload}, {{}}, {{}}] (120b)",
+    )
+    out = stream.getvalue()
+    assert "Jane" not in out and "12345678" not in out
+    assert f"Task plipbot.search[{task_id}] received" in out
+    assert f"Task plipbot.search[{task_id}] succeeded in 0.25s: <redacted>" in out
+    assert f"Task plipbot.search[{task_id}] raised unexpected: ValueError" in out
+    assert "Received unregistered task of type plipbot.unknown" in out
+
+
+def test_credentials_and_the_discord_token_are_masked() -> None:
+    token = "MTA5ODc2NTQzMjEw.GhIjKl.mNoPqRsTuVwXyZ"
+    stream = io.StringIO()
+    configure_logging(
+        ObservabilitySettings(log_format="json", log_level="info"), stream=stream, secrets=[token]
+    )
+    log = logging.getLogger("plipbot.test")
+    log.warning("cannot reach redis://:pa#ss/w?rd@redis:6379/0 (%s)", "refused")
+    log.warning("login with %s failed", token)
+    out = stream.getvalue()
+    assert "pa#ss" not in out and token not in out
+    assert "redis://:***@redis:6379/0" in out and "login with *** failed" in out
 
 
 def test_request_counts_and_latency() -> None:
