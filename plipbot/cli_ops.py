@@ -87,7 +87,11 @@ COMPOSE_VARIABLES: tuple[tuple[str, str, str], ...] = (
 )
 
 #: Settings .env.example shows as active lines (empty): what a deployment must fill in.
-REQUIRED_FOR_DEPLOYMENT = frozenset({"PLIPBOT_DISCORD__TOKEN"})
+REQUIRED_FOR_DEPLOYMENT: frozenset[str] = frozenset()
+
+#: Settings that must not be in the `.env` every container reads: docker-compose.yml gives
+#: `.env.bot` (see `.env.bot.example`) to the bot container alone.
+BOT_ONLY_SETTINGS = frozenset({"PLIPBOT_DISCORD__TOKEN"})
 
 
 # ------------------------------------------------------------------------------------ the reference
@@ -273,6 +277,8 @@ def render_env(model: type[BaseModel] = Settings) -> str:
         for setting in section.settings:
             default_note = f"; default: {setting.computed_default}" if setting.computed_default else ""
             lines += _comment(f"{setting.meaning} [{setting.type_text}{default_note}]")
+            if setting.env in BOT_ONLY_SETTINGS:
+                lines += _comment("Not here: in .env.bot, which docker compose gives to the bot alone.")
             value = setting.default if setting.default is not None else ""
             active = setting.env in REQUIRED_FOR_DEPLOYMENT
             lines.append(f"{setting.env}={value}" if active else f"# {setting.env}={value}")

@@ -82,6 +82,13 @@ def run_worker(args: argparse.Namespace, container: Container) -> int:
     concurrency = args.concurrency or (1 if args.pool == "solo" else settings.workers.concurrency)
     if concurrency < 1:
         raise PlipbotError("--concurrency must be at least 1.")
+    if settings.discord.token:
+        print(
+            "plipbot worker: warning: PLIPBOT_DISCORD__TOKEN is set here, but only the bot needs it; "
+            "keep it out of workers (docker compose: in .env.bot).",
+            file=sys.stderr,
+            flush=True,
+        )
     app, _ = create_worker_app(container)
     from plipbot.observability import instrument_celery, setup_observability
 

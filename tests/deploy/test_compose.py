@@ -138,10 +138,27 @@ def test_no_secret_is_written_in_the_file(services: dict[str, Any], compose_text
     for name, service in services.items():
         for key, value in _environment(service).items():
             if re.search(r"PASSWORD|TOKEN|SECRET|API_KEY", key):
-                assert value.startswith("${"), f"{name}: {key} must come from .env, not the file"
-    assert "PLIPBOT_DISCORD__TOKEN" not in compose_text
+                blanked = key == "PLIPBOT_DISCORD__TOKEN" and value == ""
+                assert value.startswith("${") or blanked, f"{name}: {key} must come from .env, not the file"
     for name in PLIPBOT_LONG_RUNNING | ONE_SHOT:
         assert ".env" in services[name]["env_file"]
+
+
+def test_the_discord_token_reaches_the_bot_container_only(services: dict[str, Any]) -> None:
+    """Workers never talk to Discord: the token is in .env.bot, which only the bot reads, and is
+    blanked in every other plipbot container in case someone also put it in the shared .env."""
+    bot = services["bot"]
+    assert bot["env_file"] == [".env", ".env.bot"]
+    assert "PLIPBOT_DISCORD__TOKEN" not in _environment(bot)
+    for name in (PLIPBOT_LONG_RUNNING | ONE_SHOT) - {"bot"}:
+        assert ".env.bot" not in services[name]["env_file"], name
+        assert _environment(services[name]).get("PLIPBOT_DISCORD__TOKEN") == "", name
+    example = (ROOT / ".env.example").read_text(encoding="utf-8")
+    assert not re.search(r"^PLIPBOT_DISCORD__TOKEN=", example, flags=re.MULTILINE)
+    bot_example = (ROOT / ".env.bot.example").read_text(encoding="utf-8")
+    assert re.findall(r"^[A-Z][A-Z0-9_]*=", bot_example, flags=re.MULTILINE) == ["PLIPBOT_DISCORD__TOKEN="]
+    ignored = (ROOT / ".gitignore").read_text(encoding="utf-8").split()
+    assert ".env.*" in ignored and "!.env.example" in ignored
 
 
 def test_interpolated_variables_are_documented_in_env_example(compose_text: str) -> None:
