@@ -546,13 +546,27 @@ class SubcommandOptions(dict):  # type: ignore[type-arg]
     """Marks a slash-command option as a subcommand (`/group sub ...`) holding its own options."""
 
 
-def subcommand_option(name: str, options: Payload) -> Payload:
-    """A subcommand entry of ``data.options`` with its primitive options."""
-    return {
-        "name": name,
-        "type": OPTION_SUB_COMMAND,
-        "options": [command_option(k, v) for k, v in options.items()],
-    }
+def subcommand_option(name: str, options: Payload, resolved: ResolvedData | None = None) -> Payload:
+    """A subcommand entry of ``data.options`` with its options: primitives, or role payloads (with
+    ``resolved``, which then carries the role as Discord sends it)."""
+    entries = []
+    for key, value in options.items():
+        if resolved is not None and is_role_payload(value):
+            entries.append(role_option(key, value, resolved))
+        else:
+            entries.append(command_option(key, value))
+    return {"name": name, "type": OPTION_SUB_COMMAND, "options": entries}
+
+
+def is_role_payload(value: Any) -> bool:
+    """Whether an option value is a role (from :func:`role_payload`), not a user or an attachment."""
+    return isinstance(value, dict) and {"id", "name", "permissions", "position"} <= set(value)
+
+
+def role_option(name: str, role: Payload, resolved: ResolvedData) -> Payload:
+    """A role option: the value is the id, the role goes into ``resolved.roles``."""
+    resolved.roles[role["id"]] = role
+    return {"name": name, "type": OPTION_ROLE, "value": role["id"]}
 
 
 @dataclass

@@ -1051,7 +1051,7 @@ class FakeDiscord:
         option_payloads = []
         for option_name, value in (options or {}).items():
             if isinstance(value, models.SubcommandOptions):
-                option_payloads.append(models.subcommand_option(option_name, value))
+                option_payloads.append(models.subcommand_option(option_name, value, resolved))
             elif isinstance(value, dict) and "url" in value and "filename" in value:
                 option_payloads.append(models.attachment_option(option_name, value, resolved))
             elif isinstance(value, dict) and "username" in value:
