@@ -173,14 +173,14 @@ class LearningActions:
             return error_reply(BUSY)
         if isinstance(outcome, TaskError):
             return error_reply(outcome.message)
-        return test_reply(outcome)
+        return label_set_test_reply(outcome)
 
 
 def _score_line(name: str, scores: EvalScores) -> str:
     return f"{name}: weighted F1 **{scores.weighted_f1:.3f}**, accuracy **{_percent(scores.accuracy)}**"
 
 
-def test_reply(result: LearningTestResult) -> Reply:
+def label_set_test_reply(result: LearningTestResult) -> Reply:
     """The `/labels test` answer: counts per label, the two scores, the state, and confusion PNGs."""
     counts = ", ".join(
         f"{user_text(label, 40)} {count}" for label, count in zip(result.labels, result.counts, strict=True)
