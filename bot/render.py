@@ -1,21 +1,24 @@
 """Images attached to answers: the label-probability chart and the similar-case grid, as PNG bytes.
 
-Pure functions, safe to call from worker threads (`asyncio.to_thread` in the cog): the chart uses a
-private `Figure` on an Agg canvas, never pyplot, so there is no global figure registry to leak into
-and no backend switch for the rest of the process; the grid is Pillow only. Sizes, DPI and fonts are
-fixed so the same input gives the same pixels, and both images stay well under Discord's upload
-limits (`TYPICAL_MAX_BYTES`).
+Pure functions, safe to call from worker threads (`asyncio.to_thread` in the cog). Both images are
+drawn with Pillow directly: a bar chart is a few rectangles and strings, and drawing them costs a
+few milliseconds where a matplotlib figure cost tens (bench/render_bench.py measures both). Text is
+drawn as given, so a label such as `$x^2$` is shown literally, never parsed as math. Sizes and
+fonts are fixed (DejaVu Sans, as shipped with matplotlib, else Pillow's bundled font) so the same
+input gives the same pixels, and both images stay well under Discord's upload limits
+(`TYPICAL_MAX_BYTES`).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import logging
 import math
 from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from bot.reply import describe_model, format_probability, one_line, truncate
@@ -28,18 +31,21 @@ TYPICAL_MAX_BYTES = 200_000
 
 # ---------------------------------------------------------------- probability chart
 
-CHART_DPI = 100
 CHART_WIDTH_PX = 600
 CHART_ROW_PX = 36
 CHART_TOP_PX = 46
 CHART_BOTTOM_PX = 34
 CHART_MAX_BARS = 10
 CHART_LEFT = 0.37
-"""Fraction of the width for label names (about 30 characters at 9 pt)."""
+"""Fraction of the width for label names (about 30 characters at 12.5 px)."""
 CHART_RIGHT = 1.0 - 64 / CHART_WIDTH_PX
-"""The axes end 64 px before the edge, room for "100.0%"."""
+"""The bars end 64 px before the edge, room for "100.0%"."""
 CHART_LABEL_CHARS = 30
 BAR_HEIGHT = 0.56
+"""Fraction of a row the bar fills."""
+LABEL_PAD_PX = 6
+"""Between a label's last character and its bar."""
+UNCERTAIN_NOTE = "top labels are close: treat as don't know"
 
 CERTAIN_COLOUR = "#2f6fb3"
 UNCERTAIN_COLOUR = "#8c8c8c"
@@ -48,8 +54,14 @@ TRACK_COLOUR = "#ececec"
 """The 0-100% track behind every bar, so even a 0.1% row reads as a row."""
 TEXT_COLOUR = "#222222"
 MUTED_COLOUR = "#666666"
-FONT_FAMILY = "DejaVu Sans"
-"""Shipped with matplotlib, so the chart renders the same on every machine."""
+
+# Text sizes in pixels: the 9, 12, 8 and 7.5 pt of the former 100-dpi matplotlib chart.
+LABEL_FONT_PX = 12.5
+TITLE_FONT_PX = 16.7
+NOTE_FONT_PX = 11.1
+FOOTER_FONT_PX = 10.4
+
+_FONT_FILES = {False: "DejaVuSans.ttf", True: "DejaVuSans-Bold.ttf"}
 
 
 def chart_height_px(bars: int) -> int:
@@ -62,105 +74,113 @@ def _hex_to_rgb(colour: str) -> tuple[int, int, int]:
     return (int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16))
 
 
+@cache
+def _font_path(bold: bool) -> str | None:
+    """DejaVu Sans from matplotlib's package data, found without importing matplotlib."""
+    spec = importlib.util.find_spec("matplotlib")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "mpl-data" / "fonts" / "ttf" / _FONT_FILES[bold]
+        if path.is_file():
+            return str(path)
+    return None
+
+
+@cache
+def _chart_font(size_px: float, bold: bool = False) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """A font loaded once per size and weight (loading a face costs about a millisecond)."""
+    path = _font_path(bold)
+    if path is None:
+        log.warning("DejaVu Sans not found; the chart uses Pillow's bundled font")
+        return ImageFont.load_default(size=size_px)
+    return ImageFont.truetype(path, size_px)
+
+
+def _fit(
+    draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width_px: float
+) -> str:
+    """`text`, shortened with "…" until it is at most `width_px` wide in `font`."""
+    if draw.textlength(text, font=font) <= width_px:
+        return text
+    low, high = 0, len(text)  # the longest prefix that fits, with its ellipsis
+    while low < high:
+        middle = (low + high + 1) // 2
+        if draw.textlength(text[:middle].rstrip() + "…", font=font) <= width_px:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low].rstrip() + "…"
+
+
 def probability_chart(prediction: Prediction, *, title: str | None = None) -> bytes:
     """A horizontal bar chart of the top suggestions (at most 10), most probable on top, as PNG.
 
     Every bar has its percentage beside it and a light 0-100% track behind it. When the prediction
     is uncertain the title starts with "Uncertain" and the bars are grey instead of blue. The
     footer names the model (saying "not PLIP" for local weights), because the image may be seen
-    without the text around it.
+    without the text around it. Labels and the title are drawn literally (no math, no markup).
     """
     suggestions = prediction.suggestions[:CHART_MAX_BARS]
     rows = max(1, len(suggestions))
     height_px = chart_height_px(rows)
-    figure = Figure(figsize=(CHART_WIDTH_PX / CHART_DPI, height_px / CHART_DPI), dpi=CHART_DPI)
-    FigureCanvasAgg(figure)
-    figure.set_facecolor("white")
-    try:
-        axes = figure.add_axes(
-            (
-                CHART_LEFT,
-                CHART_BOTTOM_PX / height_px,
-                CHART_RIGHT - CHART_LEFT,
-                CHART_ROW_PX * rows / height_px,
-            )
-        )
-        positions = [rows - 1 - rank for rank in range(len(suggestions))]  # rank 0 on top
-        probabilities = [min(max(s.probability, 0.0), 1.0) for s in suggestions]
-        bar_colour = UNCERTAIN_COLOUR if prediction.uncertain else CERTAIN_COLOUR
-        axes.barh(positions, [1.0] * len(positions), height=BAR_HEIGHT, color=TRACK_COLOUR, linewidth=0)
-        axes.barh(positions, probabilities, height=BAR_HEIGHT, color=bar_colour, linewidth=0)
-        axes.set_xlim(0.0, 1.0)
-        axes.set_ylim(-0.5, rows - 0.5)
-        axes.set_yticks(
-            positions,
-            [truncate(one_line(s.label), CHART_LABEL_CHARS) for s in suggestions],
-            fontsize=9,
-            family=FONT_FAMILY,
-            color=TEXT_COLOUR,
-        )
-        axes.tick_params(axis="y", length=0, pad=6)
-        axes.set_xticks([])
-        for spine in axes.spines.values():
-            spine.set_visible(False)
-        percent_anchor = axes.get_yaxis_transform()  # x in axes fraction, y in rows
-        for position, probability in zip(positions, probabilities, strict=True):
-            axes.text(
-                1.02,
-                position,
-                format_probability(probability),
-                transform=percent_anchor,
-                va="center",
-                ha="left",
-                fontsize=9,
-                family=FONT_FAMILY,
-                color=TEXT_COLOUR,
-                clip_on=False,
-            )
-        if not suggestions:
-            axes.text(0.5, 0, "no labels to show", ha="center", va="center", fontsize=9, color=MUTED_COLOUR)
+    image = Image.new("RGB", (CHART_WIDTH_PX, height_px), "white")
+    draw = ImageDraw.Draw(image)
+    text_colour, muted = _hex_to_rgb(TEXT_COLOUR), _hex_to_rgb(MUTED_COLOUR)
+    label_font = _chart_font(LABEL_FONT_PX)
 
-        heading = truncate(one_line(title or "Label suggestions"), 44)
-        if prediction.uncertain:
-            heading = f"Uncertain — {heading}"
-            figure.text(
-                0.98,
-                1 - 16 / height_px,
-                "top labels are close: treat as don't know",
-                ha="right",
-                va="top",
-                fontsize=8,
-                family=FONT_FAMILY,
-                color=MUTED_COLOUR,
-            )
-        figure.text(
-            0.02,
-            1 - 12 / height_px,
-            heading,
-            ha="left",
-            va="top",
-            fontsize=12,
-            weight="bold",
-            family=FONT_FAMILY,
-            color=TEXT_COLOUR,
+    bars_left = round(CHART_LEFT * CHART_WIDTH_PX)
+    bars_right = round(CHART_RIGHT * CHART_WIDTH_PX)
+    bars_width = bars_right - bars_left
+    bar_px = round(BAR_HEIGHT * CHART_ROW_PX)
+    bar_colour = _hex_to_rgb(UNCERTAIN_COLOUR if prediction.uncertain else CERTAIN_COLOUR)
+    for rank, suggestion in enumerate(suggestions):
+        centre = CHART_TOP_PX + rank * CHART_ROW_PX + CHART_ROW_PX // 2
+        top, bottom = centre - bar_px // 2, centre - bar_px // 2 + bar_px - 1
+        probability = min(max(suggestion.probability, 0.0), 1.0)
+        draw.rectangle((bars_left, top, bars_right - 1, bottom), fill=_hex_to_rgb(TRACK_COLOUR))
+        filled = round(probability * bars_width)
+        if filled > 0:
+            draw.rectangle((bars_left, top, bars_left + filled - 1, bottom), fill=bar_colour)
+        label = truncate(one_line(suggestion.label), CHART_LABEL_CHARS)
+        label = _fit(draw, label, label_font, bars_left - LABEL_PAD_PX - 4)
+        draw.text((bars_left - LABEL_PAD_PX, centre), label, fill=text_colour, font=label_font, anchor="rm")
+        draw.text(
+            (bars_right + round(0.02 * bars_width), centre),
+            format_probability(probability),
+            fill=text_colour,
+            font=label_font,
+            anchor="lm",
         )
-        footer = truncate(f"Model: {describe_model(prediction.model)} · decision support only", 118)
-        figure.text(
-            0.02,
-            10 / height_px,
-            footer,
-            ha="left",
-            va="bottom",
-            fontsize=7.5,
-            family=FONT_FAMILY,
-            color=MUTED_COLOUR,
+    if not suggestions:
+        draw.text(
+            ((bars_left + bars_right) // 2, CHART_TOP_PX + CHART_ROW_PX // 2),
+            "no labels to show",
+            fill=muted,
+            font=label_font,
+            anchor="mm",
         )
-        buffer = io.BytesIO()
-        # No "Software" entry: the same chart gives the same bytes whatever matplotlib version.
-        figure.savefig(buffer, format="png", dpi=CHART_DPI, facecolor="white", metadata={"Software": None})
-        return buffer.getvalue()
-    finally:
-        figure.clear()  # drop artists now rather than at the next GC pass of a long-running bot
+
+    heading = truncate(one_line(title or "Label suggestions"), 44)
+    heading_width = CHART_WIDTH_PX - 24
+    if prediction.uncertain:
+        heading = f"Uncertain — {heading}"
+        note_font = _chart_font(NOTE_FONT_PX)
+        note_right = round(0.98 * CHART_WIDTH_PX)
+        draw.text((note_right, 16), UNCERTAIN_NOTE, fill=muted, font=note_font, anchor="ra")
+        heading_width = note_right - draw.textlength(UNCERTAIN_NOTE, font=note_font) - 12 - 16
+    title_font = _chart_font(TITLE_FONT_PX, bold=True)
+    heading = _fit(draw, heading, title_font, heading_width)
+    draw.text((12, 12), heading, fill=text_colour, font=title_font, anchor="la")
+    footer = truncate(f"Model: {describe_model(prediction.model)} · decision support only", 118)
+    footer_font = _chart_font(FOOTER_FONT_PX)
+    footer = _fit(draw, footer, footer_font, CHART_WIDTH_PX - 24)
+    draw.text((12, height_px - 10), footer, fill=muted, font=footer_font, anchor="ld")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=CHART_PNG_LEVEL)
+    return buffer.getvalue()
+
+
+CHART_PNG_LEVEL = 1
+"""zlib level for the chart: flat colours compress almost as well at 1 as at 6 (~30 KB), in less time."""
 
 
 # ---------------------------------------------------------------- similar-case grid
@@ -212,14 +232,17 @@ def _decode_thumbnail(data: bytes | None) -> Image.Image | None:
                 flat.paste(rgba, mask=rgba.getchannel("A"))
             else:
                 flat = oriented.convert("RGB")
-            return ImageOps.contain(flat, (CELL_PX, CELL_PX), Image.Resampling.LANCZOS)
+            # Bilinear is Pillow's antialiased triangle filter: for 256 -> 200 px it looks the
+            # same as Lanczos at half the time.
+            return ImageOps.contain(flat, (CELL_PX, CELL_PX), Image.Resampling.BILINEAR)
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         log.warning("thumbnail cannot be decoded: %s", err)
         return None
 
 
+@cache
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """Pillow's bundled font: no system font lookup, identical on every host."""
+    """Pillow's bundled font: no system font lookup, identical on every host; loaded once per size."""
     return ImageFont.load_default(size=size)
 
 
@@ -250,19 +273,28 @@ def _draw_badge(draw: ImageDraw.ImageDraw, left: int, top: int, text: str) -> No
     draw.text(centre, text, fill=BADGE_TEXT_RGB, font=font, anchor="mm")
 
 
-def _png(image: Image.Image) -> bytes:
-    """Lossless PNG when it fits the budget, else a 256-colour PNG (about a third of the bytes).
+_FEW_COLOURS = 4096
+"""Flat drawings (placeholders, badges, solid test images) have fewer; a micrograph has far more."""
+GRID_PNG_LEVEL = 1
+"""zlib level for grids: palette images of micrographs shrink < 3% more at level 6, at 3x the time."""
 
-    Six dense 256 px micrographs make a ~470 KB RGB PNG; an octree palette keeps stain colours
-    visibly unchanged at ~160 KB, while median cut on the same grid stayed over budget.
+
+def _png(image: Image.Image) -> bytes:
+    """Lossless PNG for flat pictures that fit the budget, else a 256-colour PNG.
+
+    Six dense 256 px micrographs make a ~470 KB RGB PNG, over the budget whatever the zlib effort,
+    so a grid with photographic content (more than `_FEW_COLOURS` colours, counted in well under a
+    millisecond) goes straight to an octree palette, which keeps stain colours visibly unchanged
+    at ~160 KB; median cut on the same grid stayed over budget.
     """
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
-    if buffer.tell() <= TYPICAL_MAX_BYTES:
-        return buffer.getvalue()
+    if image.getcolors(_FEW_COLOURS) is not None:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", compress_level=6)
+        if buffer.tell() <= TYPICAL_MAX_BYTES:
+            return buffer.getvalue()
     palette = image.quantize(colors=256, method=Image.Quantize.FASTOCTREE)
     buffer = io.BytesIO()
-    palette.save(buffer, format="PNG", optimize=True)
+    palette.save(buffer, format="PNG", compress_level=GRID_PNG_LEVEL)
     return buffer.getvalue()
 
 
@@ -273,6 +305,11 @@ def case_grid(thumbnails: Sequence[bytes | None], labels: Sequence[str] | None =
     `reply.format_similar_cases`. A missing or unreadable thumbnail (withdrawn, never stored) becomes a
     grey "no thumbnail" cell, so the numbering never shifts.
     """
+    return _png(grid_canvas(thumbnails, labels))
+
+
+def grid_canvas(thumbnails: Sequence[bytes | None], labels: Sequence[str] | None = None) -> Image.Image:
+    """The picture `case_grid` encodes, as an RGB image (same arguments, same checks)."""
     if not thumbnails:
         raise ValueError("case_grid needs at least one thumbnail (send no grid when there are no cases)")
     if len(thumbnails) > MAX_GRID_CELLS:
@@ -293,4 +330,4 @@ def case_grid(thumbnails: Sequence[bytes | None], labels: Sequence[str] | None =
             offset = ((CELL_PX - thumbnail.width) // 2, (CELL_PX - thumbnail.height) // 2)
             canvas.paste(thumbnail, (left + offset[0], top + offset[1]))
         _draw_badge(draw, left, top, truncate(one_line(badge), 6))
-    return _png(canvas)
+    return canvas
