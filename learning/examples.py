@@ -182,7 +182,8 @@ class SwitchRow(ExampleTables):
     guild_id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
     channel_id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
     enabled: Mapped[bool] = mapped_column(sa.Boolean)
-    updated_by: Mapped[int] = mapped_column(sa.BigInteger)
+    updated_by: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)
+    """The moderator who set it (None once their own data was erased)."""
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
@@ -242,8 +243,8 @@ class ExamplesStore(SqlStore):
     def forget_user(self, user_id: int, guild_id: int | None) -> int:
         """Delete the examples `user_id` posted; scrub them as the confirmer of others' examples.
 
-        Returns the examples deleted plus those whose confirmer was scrubbed. Review decisions keep
-        no member's data but the moderator's id, which is scrubbed too.
+        Returns the examples deleted plus those whose confirmer was scrubbed. Review decisions and
+        learning switches keep no member's data but the moderator's id, which is scrubbed too.
         """
         snowflake("user_id", user_id)
         if guild_id is not None:
@@ -264,6 +265,12 @@ class ExamplesStore(SqlStore):
                 sa.update(ReviewRow)
                 .where(ReviewRow.moderator_id == user_id, *review_scope)
                 .values(moderator_id=None)
+            )
+            switch_scope = [] if guild_id is None else [SwitchRow.guild_id == guild_id]
+            session.execute(
+                sa.update(SwitchRow)
+                .where(SwitchRow.updated_by == user_id, *switch_scope)
+                .values(updated_by=None)
             )
             return posted + len(scrubbed)
 

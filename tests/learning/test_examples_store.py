@@ -111,7 +111,9 @@ def test_bad_examples_are_refused(examples_store: ExamplesStore, label: str, vec
     assert examples_store.revision(GUILD) == 0
 
 
-def test_forget_user_deletes_their_posts_and_scrubs_them_as_confirmer(examples_store: ExamplesStore) -> None:
+def test_forget_user_deletes_their_posts_and_scrubs_them_as_confirmer(
+    examples_store: ExamplesStore, examples_db_url: str
+) -> None:
     confirm(examples_store, 10, "tumor")
     confirm(examples_store, 20, "tumor", poster_id=OTHER_POSTER)
     confirm(examples_store, 30, "tumor", guild_id=OTHER_GUILD)
@@ -124,9 +126,20 @@ def test_forget_user_deletes_their_posts_and_scrubs_them_as_confirmer(examples_s
     assert len(examples_store.examples(OTHER_GUILD, PLIP)) == 0
     assert examples_store.forget_user(POSTER, None) == 0  # idempotent
 
+    examples_store.set_learning(GUILD, True, actor_id=MOD)
+    examples_store.record_review(feedback_id=9, guild_id=GUILD, decision="approved", moderator_id=MOD)
     assert examples_store.forget_user(MOD, None) == 1  # the moderator's own id is scrubbed, not the example
     [left] = examples_store.all_examples(GUILD)
     assert left.confirmer_id is None and left.poster_id == OTHER_POSTER
+    assert examples_store.learning_switch(GUILD) is True and examples_store.reviewed(GUILD) == {9: "approved"}
+    engine = sa.create_engine(examples_db_url)
+    try:
+        with engine.connect() as connection:
+            for table, column in (("learning_switches", "updated_by"), ("learning_reviews", "moderator_id")):
+                found = connection.execute(sa.text(f"SELECT count(*) FROM {table} WHERE {column} = {MOD}"))
+                assert found.scalar() == 0
+    finally:
+        engine.dispose()
 
 
 def test_forget_messages_and_guild(examples_store: ExamplesStore) -> None:
