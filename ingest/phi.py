@@ -1,26 +1,47 @@
-"""Flagging likely patient identifiers in captions before a post enters the corpus.
+"""Flagging likely patient identifiers in a post (caption, tags, text burned into the image) before
+it enters the corpus.
 
 This is a screen, not a de-identifier: it finds the identifiers people actually type into case
-captions (dates of birth, record and accession numbers, phone numbers, e-mail addresses, SSNs,
-NHS numbers, names after "patient" or "Mrs.", ages over 89) so a post can be held for review or its
-poster asked to edit it. It errs towards quiet on ordinary pathology text, because a screen that
-fires on "Ki-67 30%", "pT2N1M0" or "Gleason 3+4=7" trains people to ignore it; the tests hold a
-table of such negatives. Names are hard to tell from eponyms and stains without a model, so name
-findings are only the cheap, cued kind and are marked low confidence.
+captions (names, with or without a cue word; dates of birth and other full dates; record and
+accession numbers; phone numbers; e-mail addresses; postal addresses; SSNs and NHS numbers; ages
+over 89; hospital names) so a post can be held for review or its poster asked to edit it. It errs
+towards quiet on ordinary pathology text, because a screen that fires on "Ki-67 30%", "pT2N1M0",
+"Gleason 3+4=7" or "Hodgkin lymphoma" trains people to ignore it.
 
-Findings carry character offsets into the original text, so a caller can highlight or redact them.
+What it does, in order:
+
+* Unicode is normalised first (NFKC, so full-width digits are digits; format characters such as
+  zero-width spaces and soft hyphens are dropped, so "1\u200b2\u200b3..." is a number). Findings
+  still carry offsets into the original text, so a caller can highlight or redact them.
+* Links are inspected, not skipped: a full date or a patient, record or birth-date parameter in a
+  link's path or query is an identifier; literature and Discord links are references.
+* Hashtags and tags are screened as words ("#JohnSmith" as "John Smith", "#MRN12345678" as
+  "MRN 12345678").
+* Names without a cue word come from UCSF Philter's clinical name lexicons (`ingest.phi_names`).
+
+Each finding is "high" confidence (the post is rejected and its poster asked to edit it) or "low"
+(held for a moderator): names, places, month-and-year dates and image text are low, because they
+are where a pattern is most often wrong. bench/phi_bench.py measures recall and false positives per
+category on the labelled set in tests/ingest/phi_captions.py, before and after, and against the
+libraries that were considered (presidio-analyzer, scrubadub, philter-lite's own pipeline).
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+import unicodedata
+import urllib.parse
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Literal
 
+from ingest.phi_names import find_names
+
 Confidence = Literal["high", "low"]
+Where = Literal["caption", "tag", "image text"]
 
 
 class PhiKind(StrEnum):
@@ -35,6 +56,8 @@ class PhiKind(StrEnum):
     NHS_NUMBER = "nhs_number"
     NAME = "name"
     AGE_OVER_89 = "age_over_89"
+    ADDRESS = "address"
+    INSTITUTION = "institution"
 
 
 @dataclass(frozen=True)
@@ -47,6 +70,8 @@ class PhiFinding:
     text: str
     reason: str
     confidence: Confidence = "high"
+    where: Where = "caption"
+    """The caption, a tag (offsets into that tag), or text read from the image (offsets into it)."""
 
 
 # --- building blocks -------------------------------------------------------------------------
@@ -85,9 +110,14 @@ _RECORD_CUE = re.compile(
     r"|hospital\s+(?:number|no\.?)|patient\s+(?:id|number|no\.?)|pt\.?\s+(?:id|no\.?)"
     r"|accession(?:\s+(?:number|no\.?))?|acc\.?\s*(?:no\.?|\#)|specimen\s+(?:number|no\.?|\#)"
     r"|lab\s+(?:number|no\.?)|(?:surgical\s+)?path(?:ology)?\s+(?:number|no\.?|\#)"
-    r"|block\s+(?:number|no\.?))"
+    r"|block\s+(?:number|no\.?)|med(?:ical)?\.?\s*rec(?:ord)?\.?\s*(?:\#|no\.?|number)?)"
     r"\s*[:#=]?\s*(?:[A-Z]{1,4}[\s-]?)?\d[\d\s/-]{2,}\d",
     re.IGNORECASE,
+)
+# "MRN: ABC-XY": the strongest cues followed by any code, digits or not.
+_RECORD_CODE = re.compile(
+    r"\b(?:MRN|MR\s*\#|URN|NHS\s+(?:number|no\.?)|hospital\s+(?:number|no\.?)|patient\s+id)"
+    r"\s*[:#=]?\s*[A-Z0-9][A-Z0-9]*(?:-[A-Z0-9]+)*\b(?<=[A-Z0-9]{2})"
 )
 # "case no 123456": only with four or more digits, since "case 3" is how teaching cases are numbered.
 _CASE_CUE = re.compile(
@@ -120,6 +150,69 @@ _AGE_OVER_89 = re.compile(
     re.IGNORECASE,
 )
 
+_AGE_SPELLED = re.compile(
+    r"\b(?:ninety|one[\s-]hundred(?:[\s-]and)?)(?:[\s-](?:one|two|three|four|five|six|seven|eight|nine|ten))?"
+    r"[\s-]*(?:years?[\s-]*old|year-old|yo)\b",
+    re.IGNORECASE,
+)
+
+# Month and year ("last seen in April 2019"): an element of a date under HIPAA, but also how
+# guidelines and meetings are named, so low confidence. "May" only with a year after it.
+_MONTH_YEAR = re.compile(rf"\b{_MONTH}\s*,?\s+{_YEAR4}\b(?!\s*(?:edition|update|guidelines?|classification))",
+                         re.IGNORECASE)
+# Day-month-year written with a month name and hyphens or nothing between: 12-Mar-2021, 12MAR2021.
+_DATE_COMPACT = re.compile(rf"\b{_DAY}[-/ ]?{_MONTH}[-/ ]?(?:{_YEAR4}|\d{{2}})\b", re.IGNORECASE)
+# "on 3/4": a day and month with a date cue and nothing count-like after it ("on 3/4 cores" is a ratio).
+_DAY_MONTH_CUED = re.compile(
+    r"\b(?:on|dated|since|until|seen|taken|collected|received|biops(?:y|ied)|resected|excised)\s+"
+    r"((?:0?[1-9]|[12]\d|3[01])[/.](?:0?[1-9]|1[0-2]))(?![/.]?\d)"
+    r"(?=\s*(?:$|[,;.)]|\s(?:and|at|in|for|with|then|by|was|were|when|after|before|resection|surgery)\b))",
+    re.IGNORECASE,
+)
+
+_STREET_TYPES = (
+    r"(?:Street|St|Road|Rd|Avenue|Ave|Av|Lane|Ln|Drive|Dr|Boulevard|Blvd|Court|Ct|Way|Place|Pl|Terrace"
+    r"|Close|Crescent|Square|Sq|Highway|Hwy|Parkway|Pkwy|Circle|Cir|Row|Walk|Gardens|Grove|Hill|Mews"
+    r"|Trail|Plaza)"
+)
+# 12 Baker Street; 4521 N. Oak Ave; 3354 Cedar Court; 7 King's Road.
+_STREET = re.compile(
+    rf"\b\d{{1,5}}[A-Za-z]?,?\s+(?:[NSEW]\.?\s+)?(?:[A-Z][a-z'’]+\.?\s+){{1,3}}{_STREET_TYPES}\b\.?"
+)
+_US_STATE = (
+    r"(?:AL|AK|AZ|AR|CA|CO|CT|DE|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ"
+    r"|NM|NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|DC)"
+)
+# Springfield, IL 62704; Austin TX 78701-1234; "Columbus, OH" after a street.
+_CITY_STATE_ZIP = re.compile(rf"\b[A-Z][a-z]+(?:\s[A-Z][a-z]+)?,?\s+{_US_STATE}\s+\d{{5}}(?:-\d{{4}})?\b")
+_CITY_STATE = re.compile(rf"\b[A-Z][a-z]+(?:\s[A-Z][a-z]+)?,\s+{_US_STATE}\b(?![\w-])")
+# UK postcodes: NW1 6XE, LS1 4AP, G12 8QQ, CF14 4XW (upper case, the inward part digit-letter-letter).
+_UK_POSTCODE = re.compile(r"\b[A-Z]{1,2}\d[A-Z\d]?\s*\d[ABD-HJLNP-UW-Z]{2}\b")
+_PO_BOX = re.compile(r"\bP\.?\s?O\.?\s+Box\s+\d+\b", re.IGNORECASE)
+_UNIT = re.compile(r"\b(?:Apt|Apartment|Flat|Unit|Suite)\.?\s*#?\s*\d+[A-Z]?\b")
+_ADDRESS_CUE = re.compile(
+    r"\b(?:lives\s+at|living\s+at|resides\s+at|address(?:\s+is)?|home)\s*[:=-]?\s+\d{1,5}\s+\w[^,;\n]{2,40}",
+    re.IGNORECASE,
+)
+_INSTITUTION = re.compile(
+    r"\b(?:[A-Z][a-z'’.]+\s+){1,4}(?:General\s+|Memorial\s+|Children['’]s\s+|University\s+)?"
+    r"(?:Hospital|Infirmary|Medical\s+Cent(?:er|re)|Health\s+System|Hospice|Clinic)\b"
+)
+
+# E-mail addresses written to dodge filters: "jane.doe [at] gmail.com", "jdoe at gmail dot com".
+_EMAIL_OBFUSCATED = re.compile(
+    r"(?<![\w.+-])[\w.+-]+\s*(?:\[at\]|\(at\)|\{at\})\s*[\w-]+(?:\s*(?:\.|\[dot\]|\(dot\))\s*[\w-]+)+"
+    r"|(?<![\w.+-])[\w.+-]+\s+at\s+[\w-]+(?:\s+dot\s+[\w-]+)+",
+    re.IGNORECASE,
+)
+# Initials next to an age and sex, or after a cue: "J.S. 45M", "pt J.S.".
+_INITIALS = re.compile(
+    r"\b[A-Z]\.\s?[A-Z]\.(?:\s?[A-Z]\.)?(?=,?\s*\d{1,3}\s*(?:[MF]\b|yo\b|y/o|-?\s*years?[-\s]old))"
+    r"|(?<=\bpt\s)[A-Z]\.\s?[A-Z]\.|(?<=\bpatient\s)[A-Z]\.\s?[A-Z]\."
+)
+# Digits written one by one with spaces ("1 2 3 4 5 6 7 8"), after invisible separators are gone.
+_SPACED_DIGITS = re.compile(r"(?<![\d.,])\d(?:[ .-]\d){6,}(?![\d])")
+
 # Smith, O'Brien, McDonald, Smith-Jones; never "Ki" of Ki-67 or "HER" of HER2.
 _NAME_WORD = r"[A-Z](?:'[A-Z])?[a-z]+(?:[A-Z][a-z]+)?(?:-[A-Z](?:'[A-Z])?[a-z]+)?(?![\w-])"
 _NAME_TITLE = re.compile(rf"\b(?:Mr|Mrs|Ms|Miss|Mx)\.?\s+((?:[A-Z]\.\s*)?{_NAME_WORD}(?:\s+{_NAME_WORD})?)")
@@ -138,12 +231,36 @@ _NOT_NAMES = frozenset(
     """.split()  # noqa: SIM905 (a word list reads better as text)
 )
 
-# Spans where digits are references, not patients: links, DOIs, PubMed and trial identifiers.
+# Spans where digits are references, not patients: links, Discord mentions, DOIs, PubMed and trial
+# identifiers. Links are then inspected on their own (`_link_findings`).
 _REFERENCE_SPANS = re.compile(
     r"(?:https?://|www\.)\S+|<[#@!&]*\d+>|\b10\.\d{4,9}/\S+"
     r"|\b(?:PMID|PMCID|PMC|DOI|ISBN|ISSN|NCT|ORCID|arXiv)\s*:?\s*[\w./-]+",
     re.IGNORECASE,
 )
+_LINK = re.compile(r"(?:https?://|www\.)[^\s<>\"']+", re.IGNORECASE)
+# Hosts whose links are literature or chat, never a patient's record.
+_REFERENCE_HOSTS = re.compile(
+    r"(?:^|\.)(?:doi\.org|ncbi\.nlm\.nih\.gov|pubmed\.gov|nih\.gov|clinicaltrials\.gov|who\.int"
+    r"|discord\.com|discordapp\.com|discordapp\.net|discord\.gg|cap\.org|wikipedia\.org|nature\.com"
+    r"|sciencedirect\.com|springer\.com|wiley\.com|lww\.com|journals\.lww\.com|nejm\.org|bmj\.com"
+    r"|thelancet\.com|pathologyoutlines\.com|webpathology\.com|arxiv\.org|biorxiv\.org|medrxiv\.org)$",
+    re.IGNORECASE,
+)
+# A full date inside a link: 2021-03-12, 2021/03/12, 20210312, 12.03.2021, 03-12-2021.
+_LINK_DATE = re.compile(
+    r"(?<!\d)(?:(?:19|20)\d\d[-_/.]?(?:0[1-9]|1[0-2])[-_/.]?(?:0[1-9]|[12]\d|3[01])"
+    r"|(?:0?[1-9]|[12]\d|3[01])[-_/.](?:0?[1-9]|1[0-2])[-_/.](?:19|20)\d\d"
+    r"|(?:0?[1-9]|1[0-2])[-_/.](?:0?[1-9]|[12]\d|3[01])[-_/.](?:19|20)\d\d)(?!\d)"
+)
+# Query keys and path segments that name a patient's record.
+_LINK_PATIENT_KEY = re.compile(
+    r"^(?:mrn|mr|urn|pid|patient(?:_?id)?|pt(?:_?id)?|dob|birth_?date|name|first_?name|last_?name|surname"
+    r"|acc|accession|ssn|nhs|record|chart|encounter|visit_?id|case_?id)$",
+    re.IGNORECASE,
+)
+_OCR_DOLLAR = re.compile(r"\$(?=\d)")
+_HASHTAG = re.compile(r"(?<![\w&])#(\w{2,})")
 
 # Tie-break between overlapping findings of equal length: the most specific kind wins.
 _PRIORITY: dict[PhiKind, int] = {
@@ -155,7 +272,9 @@ _PRIORITY: dict[PhiKind, int] = {
     PhiKind.PHONE: 5,
     PhiKind.DATE: 6,
     PhiKind.AGE_OVER_89: 7,
-    PhiKind.NAME: 8,
+    PhiKind.ADDRESS: 8,
+    PhiKind.NAME: 9,
+    PhiKind.INSTITUTION: 10,
 }
 
 
@@ -163,18 +282,52 @@ _PRIORITY: dict[PhiKind, int] = {
 
 
 def screen_caption(text: str) -> list[PhiFinding]:
-    """Likely identifiers in `text`, in order of position, without overlaps.
+    """Likely identifiers in a caption, in order of position, without overlaps; offsets into `text`.
 
-    An empty list means nothing was recognised, not that the caption is safe: free-text names,
-    places and rare identifiers get through (see the module docstring).
+    Hashtags in it are screened as words too. An empty list means nothing was recognised, not that
+    the caption is safe (see the module docstring).
     """
-    references = [m.span() for m in _REFERENCE_SPANS.finditer(text)]
-    candidates = [
-        finding
-        for finding in _all_candidates(text)
-        if not any(start <= finding.start and finding.end <= end for start, end in references)
+    return _screen(text, "caption")
+
+
+def screen_post(caption: str, tags: Sequence[str] = ()) -> list[PhiFinding]:
+    """Likely identifiers in a post's caption and its tags (each tag's findings point into the tag)."""
+    findings = screen_caption(caption)
+    for tag in tags:
+        findings.extend(_screen(tag, "tag"))
+    return findings
+
+
+def screen_image_text(text: str) -> list[PhiFinding]:
+    """Likely identifiers in text read from an image (slide labels, requisition forms), all low
+    confidence: OCR misreads, so a person looks before anything is rejected."""
+    read = _OCR_DOLLAR.sub("S", text)  # the commonest misreading of a label: "$21-12345" for "S21-12345"
+    return [
+        replace(finding, confidence="low", text=text[finding.start : finding.end])
+        for finding in _screen(read, "image text")
     ]
-    return _without_overlaps(candidates)
+
+
+def summarise(findings: Iterable[PhiFinding]) -> str:
+    """The kinds found, for a log line or a message: "date of birth, name". Never the text itself."""
+    return ", ".join(sorted({finding.kind.replace("_", " ") for finding in findings}))
+
+
+def normalise(text: str) -> tuple[str, list[int]]:
+    """`text` in NFKC form with format characters (zero-width spaces and joiners, soft hyphens,
+    direction marks) removed, and for each character of the result the index of the character of
+    `text` it came from (plus one entry past the end), so findings map back to the original."""
+    chars: list[str] = []
+    origin: list[int] = []
+    for index, char in enumerate(text):
+        if unicodedata.category(char) == "Cf":
+            continue
+        for normal in unicodedata.normalize("NFKC", char):
+            if unicodedata.category(normal) != "Cf":
+                chars.append(normal)
+                origin.append(index)
+    origin.append(len(text))
+    return "".join(chars), origin
 
 
 def nhs_number_is_valid(digits: str) -> bool:
@@ -189,6 +342,76 @@ def nhs_number_is_valid(digits: str) -> bool:
 
 
 # --- detectors ---------------------------------------------------------------------------------
+
+
+def _screen(text: str, where: Where) -> list[PhiFinding]:
+    normal, origin = normalise(text)
+    candidates = _plain_findings(normal)
+    # Hashtags (and whole tags) are also read as words: "#JohnSmith" as "John Smith". What is found
+    # in the words marks the whole hashtag, since the split text has other offsets.
+    spans = [(0, len(normal), normal)] if where == "tag" else []
+    spans += [(m.start(), m.end(), m.group(1)) for m in _HASHTAG.finditer(normal)]
+    for start, end, word in spans:
+        words = _split_words(word)
+        if words != word:
+            for finding in _plain_findings(words):
+                candidates.append(replace(finding, start=start, end=end, text=normal[start:end]))
+    kept = _without_overlaps(candidates)
+    return [_in_original(finding, text, origin, where) for finding in kept]
+
+
+def _plain_findings(text: str) -> list[PhiFinding]:
+    references = [m.span() for m in _REFERENCE_SPANS.finditer(text)]
+    found = [
+        finding
+        for finding in _all_candidates(text)
+        if not any(start <= finding.start and finding.end <= end for start, end in references)
+    ]
+    found.extend(_link_findings(text))
+    return found
+
+
+def _in_original(finding: PhiFinding, text: str, origin: list[int], where: Where) -> PhiFinding:
+    """The finding with offsets and text of the original, un-normalised string."""
+    start = origin[finding.start]
+    end = origin[finding.end - 1] + 1 if finding.end > finding.start else start
+    return replace(finding, start=start, end=end, text=text[start:end], where=where)
+
+
+def _split_words(word: str) -> str:
+    """"JohnSmith" -> "John Smith", "MRN12345678" -> "MRN 12345678", "jane_doe" -> "Jane Doe",
+    "Smith-John" -> "Smith John"."""
+    spaced = re.sub(r"_+|(?<=[A-Za-z])-(?=[A-Za-z])", " ", word)
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", spaced)
+    spaced = re.sub(r"(?<=[A-Za-z])(?=\d)|(?<=\d)(?=[A-Za-z])", " ", spaced)
+    if spaced.islower() and " " in spaced:  # tags are often lower case: "jane doe" reads as a name
+        spaced = " ".join(part[:1].upper() + part[1:] for part in spaced.split(" "))
+    return spaced
+
+
+def _link_findings(text: str) -> Iterator[PhiFinding]:
+    """Dates and patient parameters inside links (the rest of a link is a reference, skipped)."""
+    for match in _LINK.finditer(text):
+        link = match.group(0).rstrip(".,;:!?)]")
+        url = link if "://" in link else f"http://{link}"
+        try:
+            parts = urllib.parse.urlsplit(url)
+        except ValueError:
+            continue
+        if _REFERENCE_HOSTS.search(parts.hostname or ""):
+            continue
+        start, end = match.start(), match.start() + len(link)
+        inside = urllib.parse.unquote(f"{parts.path}?{parts.query}#{parts.fragment}")
+        if _LINK_DATE.search(inside):
+            yield PhiFinding(PhiKind.DATE, start, end, link, "a full date inside a link")
+            continue
+        keys = [key for key, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=False)]
+        segments = [segment for segment in parts.path.split("/") if segment]
+        path_keys = [key for key, value in itertools.pairwise(segments) if re.search(r"\d", value)]
+        if any(_LINK_PATIENT_KEY.match(key) for key in keys + path_keys):
+            yield PhiFinding(
+                PhiKind.RECORD_NUMBER, start, end, link, "a patient or record parameter in a link"
+            )
 
 
 def _all_candidates(text: str) -> Iterator[PhiFinding]:
@@ -211,14 +434,32 @@ def _all_candidates(text: str) -> Iterator[PhiFinding]:
         yield from _phones(pattern, text)
     yield from _phones(_PHONE_CUE, text, group=1)
     yield from _matches(_AGE_OVER_89, text, PhiKind.AGE_OVER_89, "an age over 89", "low")
+    yield from _matches(_AGE_SPELLED, text, PhiKind.AGE_OVER_89, "an age over 89", "low")
+    yield from _matches(_RECORD_CODE, text, PhiKind.RECORD_NUMBER, "a medical record number")
+    yield from _matches(_SPACED_DIGITS, text, PhiKind.RECORD_NUMBER, "a long number written digit by digit")
+    yield from _matches(_EMAIL_OBFUSCATED, text, PhiKind.EMAIL, "an e-mail address written out")
+    yield from _dates(_DATE_COMPACT, text)
+    yield from _matches(_MONTH_YEAR, text, PhiKind.DATE, "a month and year", "low")
+    yield from _matches(_DAY_MONTH_CUED, text, PhiKind.DATE, "a day and month", "low", group=1)
+    for pattern in (_STREET, _CITY_STATE_ZIP, _CITY_STATE, _UK_POSTCODE, _PO_BOX, _UNIT, _ADDRESS_CUE):
+        yield from _matches(pattern, text, PhiKind.ADDRESS, "a postal address", "low")
+    yield from _matches(_INSTITUTION, text, PhiKind.INSTITUTION, "a hospital or clinic", "low")
+    yield from _matches(_INITIALS, text, PhiKind.NAME, "initials with an age or a cue", "low")
     yield from _names(text)
+    for hit in find_names(text):
+        yield PhiFinding(PhiKind.NAME, hit.start, hit.end, text[hit.start : hit.end], f"{hit.why}", "low")
 
 
 def _matches(
-    pattern: re.Pattern[str], text: str, kind: PhiKind, reason: str, confidence: Confidence = "high"
+    pattern: re.Pattern[str],
+    text: str,
+    kind: PhiKind,
+    reason: str,
+    confidence: Confidence = "high",
+    group: int = 0,
 ) -> Iterator[PhiFinding]:
     for match in pattern.finditer(text):
-        start, end = match.span()
+        start, end = match.span(group)
         yield PhiFinding(kind, start, end, text[start:end].rstrip(), reason, confidence)
 
 
