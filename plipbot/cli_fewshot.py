@@ -44,9 +44,20 @@ def register(esub: Any) -> None:
 
 def run_fewshot(args: argparse.Namespace, container: Container) -> int:
     """`plipbot eval fewshot`."""
+    from evaluation.datasets import scan_class_folders
     from learning.fewshot import curve_table, few_shot_curve, write_curve_png
+    from plipbot.errors import InputFileError
 
     spec = resolve_label_set(args)
+    if args.seeds < 1 or min(args.shots) < 1:
+        raise InputFileError("--shots and --seeds must be positive numbers.")
+    folders = scan_class_folders(args.train)  # before the model loads: too few images fail fast
+    smallest = min(int((folders.targets == i).sum()) for i in range(len(folders.classes)))
+    if max(args.shots) > smallest:
+        raise InputFileError(
+            f"{max(args.shots)} shots need {max(args.shots)} training images of every class; "
+            f"the smallest class folder in {args.train} has {smallest}."
+        )
     train = labelled_embeddings(container, args.train, spec)
     test = labelled_embeddings(container, args.test, spec)
     classifier = container.zero_shot
