@@ -15,7 +15,7 @@ import importlib.util
 import io
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 
@@ -111,13 +111,22 @@ def _fit(
     return text[:low].rstrip() + "…"
 
 
-def probability_chart(prediction: Prediction, *, title: str | None = None) -> bytes:
+MOVED_COLOUR = "#b35c00"
+MOVED_UP, MOVED_DOWN = "▲", "▼"
+MOVED_HEADING = "Label suggestions · ▲▼ moved by examples"
+
+
+def probability_chart(
+    prediction: Prediction, *, title: str | None = None, moved: Mapping[str, float] | None = None
+) -> bytes:
     """A horizontal bar chart of the top suggestions (at most 10), most probable on top, as PNG.
 
     Every bar has its percentage beside it and a light 0-100% track behind it. When the prediction
     is uncertain the title starts with "Uncertain" and the bars are grey instead of blue. The
     footer names the model (saying "not PLIP" for local weights), because the image may be seen
     without the text around it. Labels and the title are drawn literally (no math, no markup).
+    `moved` (label -> change in probability) marks the labels the server's confirmed examples moved:
+    an arrow before the label, in another colour, and a heading that says so.
     """
     suggestions = prediction.suggestions[:CHART_MAX_BARS]
     rows = max(1, len(suggestions))
@@ -141,8 +150,12 @@ def probability_chart(prediction: Prediction, *, title: str | None = None) -> by
         if filled > 0:
             draw.rectangle((bars_left, top, bars_left + filled - 1, bottom), fill=bar_colour)
         label = truncate(one_line(suggestion.label), CHART_LABEL_CHARS)
+        change = (moved or {}).get(suggestion.label)
+        if change is not None:
+            label = f"{MOVED_UP if change > 0 else MOVED_DOWN} {label}"
         label = _fit(draw, label, label_font, bars_left - LABEL_PAD_PX - 4)
-        draw.text((bars_left - LABEL_PAD_PX, centre), label, fill=text_colour, font=label_font, anchor="rm")
+        colour = text_colour if change is None else _hex_to_rgb(MOVED_COLOUR)
+        draw.text((bars_left - LABEL_PAD_PX, centre), label, fill=colour, font=label_font, anchor="rm")
         draw.text(
             (bars_right + round(0.02 * bars_width), centre),
             format_probability(probability),
@@ -159,7 +172,7 @@ def probability_chart(prediction: Prediction, *, title: str | None = None) -> by
             anchor="mm",
         )
 
-    heading = truncate(one_line(title or "Label suggestions"), 44)
+    heading = truncate(one_line(title or (MOVED_HEADING if moved else "Label suggestions")), 44)
     heading_width = CHART_WIDTH_PX - 24
     if prediction.uncertain:
         heading = f"Uncertain — {heading}"

@@ -171,7 +171,8 @@ class BotServices:
         )
         files = []
         if with_suggestions:
-            files.append(ReplyFile("suggestions.png", render.probability_chart(prediction)))
+            moved = adaptation.moved if adaptation is not None and adaptation.changed else None
+            files.append(ReplyFile("suggestions.png", render.probability_chart(prediction, moved=moved)))
         if with_cases and text.cases_shown:
             thumbs = [self.thumbnails.get_bytes(c.id) for c in cases[: text.cases_shown]]
             files.append(ReplyFile("similar-cases.png", render.case_grid(thumbs)))

@@ -65,3 +65,15 @@ def test_label_set_test_without_examples_says_so() -> None:
     )
     reply = label_set_test_reply(empty)
     assert "No confirmed examples" in reply.content and reply.files == ()
+
+
+def test_chart_marks_the_labels_that_moved() -> None:
+    from bot import render
+
+    plain = Image.open(io.BytesIO(render.probability_chart(prediction()))).convert("RGB")
+    marked = Image.open(io.BytesIO(render.probability_chart(prediction(), moved={"tumor": 0.31})))
+    marked = marked.convert("RGB")
+    assert plain.size == marked.size
+    colour = tuple(int(render.MOVED_COLOUR[i : i + 2], 16) for i in (1, 3, 5))
+    assert colour not in set(plain.getdata())
+    assert colour in set(marked.getdata())  # the moved label is drawn in its own colour
