@@ -8,8 +8,10 @@ here, once, from settings; callers never see torch.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,6 +22,7 @@ from PIL import Image
 from model.identity import ModelIdentity
 from model.images import to_rgb
 from model.loading import load_clip
+from model.precision import PrecisionChoice, choose_precision
 from model.preprocess import preprocess_batch
 from model.registry import PreprocessSpec
 from model.weights import ResolvedWeights
@@ -27,7 +30,7 @@ from plipbot.errors import PlipbotError
 
 log = logging.getLogger(__name__)
 
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}
 
 
 def pick_device(requested: str) -> torch.device:
@@ -53,6 +56,8 @@ class EncoderInfo:
     device: str
     precision: str
     embed_dim: int
+    precision_reason: str = ""
+    image_path: str = ""
 
 
 class ClipEncoder:
@@ -66,34 +71,84 @@ class ClipEncoder:
         preprocess: PreprocessSpec,
         default_template: str,
         device: str = "auto",
-        precision: str = "fp32",
+        precision: str = "auto",
         batch_size: int = 32,
+        cache_dir: Path | None = None,
+        fast_path: bool = True,
     ) -> None:
         self.identity = identity
         self.preprocess = preprocess
         self.default_template = default_template
         self.batch_size = batch_size
         self.device = pick_device(device)
-        if precision not in _DTYPES:
-            raise PlipbotError(f"Unknown precision '{precision}': use fp32, bf16 or fp16.")
-        if precision == "fp16" and self.device.type != "cuda":
-            raise PlipbotError("fp16 needs a CUDA GPU; on CPU use bf16 or fp32.")
-        self.precision = precision
-        self._dtype = _DTYPES[precision]
+        self.choice: PrecisionChoice = choose_precision(precision, self.device.type, cache_dir=cache_dir)
+        resolved = self.choice.precision
+        if resolved == "fp16" and self.device.type != "cuda":
+            raise PlipbotError("fp16 needs a CUDA GPU; on CPU use auto, bf16 or fp32.")
+        if resolved == "int8" and self.device.type != "cpu":
+            raise PlipbotError("int8 runs on CPU only; on a GPU use auto, fp16 or bf16.")
+        if resolved == "int8":
+            log.warning(
+                "precision int8 is experimental: not yet shown to match fp32 on real PLIP weights "
+                "(cosine >= 0.999, top-1 agreement >= 99%%); use auto or fp32 for answers that count"
+            )
+        self.precision = resolved
+        self._dtype = _DTYPES[resolved]
         # Read before any cast: the temperature is reported and used in float64 softmax.
         self.logit_scale = float(model.logit_scale.detach().float().exp().clamp(max=100).item())
         self.embed_dim = int(model.text_projection.shape[1])
-        # Fast precisions cast the weights themselves. Measured on this CPU (AVX512-BF16), bf16
-        # weights run ViT-B/32 ~2.3x faster than fp32, while bf16 autocast was slower than fp32
-        # (it re-casts every weight on every call); both stay within cosine 0.9999 of fp32.
-        self._model = model.to(device=self.device, dtype=self._dtype)
+        # Images: the inference-only tower (model/fast_vision.py) when the architecture allows it,
+        # with the weights cast (not autocast: that re-casts every weight on every call) and, on
+        # CPU, pre-packed for oneDNN. Texts: open_clip's text tower, in fp32 on CPU whatever the
+        # image precision: label-set embeddings are cached on disk and shared by every process, so
+        # they must not depend on which precision the process that computed them happened to run.
+        self._vision: Callable[[torch.Tensor], torch.Tensor]
+        self.image_path = "open_clip"
+        if resolved == "int8" and not fast_path:
+            raise PlipbotError("int8 runs on the fast image tower only.")
+        fast = self._fast_vision(model) if fast_path else None
+        if fast is not None:
+            self._vision = fast
+            self.image_path = "fast"
+            model.visual = None  # type: ignore[assignment]  # the fast tower holds its own copy
+        self._text_dtype = self._dtype if self.device.type == "cuda" else torch.float32
+        self._model = model.to(device=self.device, dtype=self._text_dtype)
+        if fast is None:
+            model.visual.to(dtype=self._dtype)
+            self._vision = self._open_clip_images
         self._tokenizer = SimpleTokenizer(context_length=model.context_length)
+
+    def _fast_vision(self, model: CLIP) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        from model.fast_vision import FastVisionTower, unsupported_reason
+
+        reason = unsupported_reason(model.visual)
+        if reason is not None:
+            log.info("image tower runs in open_clip: the fast path does not cover %s", reason)
+            if self.precision == "int8":
+                raise PlipbotError(f"int8 needs a plain ViT image tower; this model has {reason}.")
+            return None
+        with warnings.catch_warnings():  # torch flags its int8 tensor API as deprecated
+            warnings.simplefilter("ignore", UserWarning)
+            return FastVisionTower(
+                model.visual, dtype=self._dtype, device=self.device, int8=self.precision == "int8"
+            )
+
+    def _open_clip_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self._model.encode_image(pixels.to(device=self.device, dtype=self._dtype))
 
     @classmethod
     def from_weights(
-        cls, weights: ResolvedWeights, *, device: str = "auto", precision: str = "fp32", batch_size: int = 32
+        cls,
+        weights: ResolvedWeights,
+        *,
+        device: str = "auto",
+        precision: str = "auto",
+        batch_size: int = 32,
+        cache_dir: Path | None = None,
+        fast_path: bool = True,
     ) -> ClipEncoder:
-        """Load cached, converted weights into an encoder."""
+        """Load cached, converted weights into an encoder (`cache_dir` keeps the precision probe)."""
         encoder = cls(
             load_clip(weights),
             identity=weights.identity,
@@ -102,14 +157,36 @@ class ClipEncoder:
             device=device,
             precision=precision,
             batch_size=batch_size,
+            cache_dir=cache_dir,
+            fast_path=fast_path,
         )
-        log.info("encoder ready: %s on %s (%s)", weights.identity.label, encoder.device, precision)
+        log.info(
+            "encoder ready: %s on %s, precision %s, %s image tower",
+            weights.identity.label,
+            encoder.device,
+            encoder.choice.describe(),
+            encoder.image_path,
+        )
         return encoder
 
     @property
     def info(self) -> EncoderInfo:
         """Identity, device and precision, for logs and replies."""
-        return EncoderInfo(self.identity, str(self.device), self.precision, self.embed_dim)
+        return EncoderInfo(
+            self.identity,
+            str(self.device),
+            self.precision,
+            self.embed_dim,
+            precision_reason=self.choice.describe(),
+            image_path=self.image_path,
+        )
+
+    def warm_up(self) -> None:
+        """Run one image and one prompt through the model, so the first real request does not pay
+        for oneDNN's kernel selection, lazy allocations and first-touch page faults."""
+        size = self.preprocess.size
+        self.encode_images([Image.new("RGB", (size, size), (200, 120, 160))])
+        self.encode_texts([self.default_template.format("tissue")])
 
     @staticmethod
     def _normalise(features: torch.Tensor) -> np.ndarray:
@@ -122,9 +199,7 @@ class ClipEncoder:
         out = np.empty((len(images), self.embed_dim), dtype=np.float32)
         for part in _batches(len(images), self.batch_size):
             batch = preprocess_batch([to_rgb(im) for im in images[part]], self.preprocess)
-            with torch.inference_mode():
-                pixels = batch.to(device=self.device, dtype=self._dtype)
-                out[part] = self._normalise(self._model.encode_image(pixels))
+            out[part] = self._normalise(self._vision(batch))
         return out
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:

@@ -21,7 +21,11 @@ DISCLAIMER = "Decision support only, not a diagnosis."
 
 def add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="registry name (plip, clip, quiltnet) or a local checkpoint path")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="numeric precision (default fp32)")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "fp16", "int8"],
+        help="numeric precision (default auto: the fastest safe one for this machine)",
+    )
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, dest="batch_size", help="images or prompts per forward pass")
     p.add_argument("--data-dir", type=Path, dest="data_dir", help="caches, weights and stores")

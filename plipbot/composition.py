@@ -57,7 +57,11 @@ class Container:
 
         model = self.settings.model
         return ClipEncoder.from_weights(
-            weights, device=model.device, precision=model.precision, batch_size=model.batch_size
+            weights,
+            device=model.device,
+            precision=model.precision,
+            batch_size=model.batch_size,
+            cache_dir=self.settings.cache_dir,
         )
 
     @cached_property

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Precision = Literal["fp32", "bf16", "fp16"]
+Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
 
 
 def default_data_dir() -> Path:
@@ -27,7 +27,11 @@ class ModelSettings(BaseModel):
     """Which encoder answers, and how it runs."""
 
     name: str = Field("plip", description="Registry name (plip, clip, quiltnet) or a local checkpoint path.")
-    precision: Precision = Field("fp32", description="fp32 (reference), bf16 (CPU or GPU), fp16 (GPU only).")
+    precision: Precision = Field(
+        "auto",
+        description="auto (fastest safe choice: fp16 on GPU, bf16 on CPUs with native bf16, else fp32), "
+        "fp32 (reference), bf16, fp16 (GPU only), int8 (CPU, experimental, opt-in).",
+    )
     device: str = Field("auto", description="auto (cuda when present, else cpu), cpu, cuda, cuda:N.")
     batch_size: int = Field(32, ge=1, le=1024, description="Images or prompts per forward pass.")
     offline: bool = Field(
@@ -79,6 +83,20 @@ class IngestSettings(BaseModel):
     )
     duplicate_cosine: float = Field(
         0.95, ge=0, le=1, description="Image cosine at or above which a post is a repost."
+    )
+    ocr: bool = Field(
+        True,
+        description="Read text burned into images (slide labels, forms) with Tesseract and hold the post "
+        "if it looks like an identifier.",
+    )
+    ocr_timeout_s: float = Field(5.0, gt=0, description="Time limit for reading one image's text.")
+    ocr_max_side: int = Field(
+        1400, ge=200, description="Images are reduced to this many pixels on the longer side before OCR."
+    )
+    ocr_unavailable: Literal["hold", "skip"] = Field(
+        "hold",
+        description="When Tesseract is missing, fails or times out: hold the post for a moderator, or "
+        "ingest it without screening its image text.",
     )
 
 

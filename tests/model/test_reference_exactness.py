@@ -66,6 +66,8 @@ def _reference_embeddings(directory: Path, images: list[Image.Image], texts: lis
 
 
 def _encoder(directory: Path, tmp_path: Path, **kwargs: object) -> ClipEncoder:
+    """fp32: the reference comparison is exact to 1e-4 (`auto` may pick bf16, tested separately)."""
+    kwargs.setdefault("precision", "fp32")
     return ClipEncoder.from_weights(
         resolve_weights(str(directory), tmp_path / "models"), device="cpu", **kwargs
     )
