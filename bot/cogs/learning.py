@@ -163,6 +163,22 @@ class LearningCog(commands.Cog):
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.confirm_menu.name, type=self.confirm_menu.type)
 
+    # ------------------------------------------------------------------ Discord events
+
+    @commands.Cog.listener()
+    async def on_guild_remove(self, guild: discord.Guild) -> None:
+        """Removed from a server (kicked, or the server deleted): its examples, switches and reviews go.
+
+        Deleted posts and withdrawals reach the examples through the Container's list of user-data
+        stores; a server's removal is a learning matter of its own (the examples were the server's).
+        """
+        try:
+            removed = await asyncio.to_thread(self.actions.examples.forget_guild, guild.id)
+        except PlipbotError as err:
+            log.warning("removed from a server; examples not erased now (%s)", type(err).__name__)
+            return
+        log.info("removed from a server: %d confirmed example(s) erased", removed)
+
     # ------------------------------------------------------------------ helpers
 
     async def require_moderator(self, interaction: discord.Interaction) -> None:

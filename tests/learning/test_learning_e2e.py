@@ -331,4 +331,14 @@ def test_review_test_threads_and_moderator_role(fake_discord: FakeDiscord, conta
                 what="the answer's thread",
             )
 
+            # The bot's removal from the server erases the server's examples and switches.
+            assert container.examples_store.all_examples(guild_id)
+            fake_discord.remove_bot_from_guild()
+            await fake_discord.wait_until(
+                lambda: container.examples_store.all_examples(guild_id) == [] or None,
+                timeout=TIMEOUT,
+                what="the server's examples erased",
+            )
+            assert container.examples_store.learning_switch(guild_id, int(fake_discord.channel_id)) is None
+
     asyncio.run(scenario())
