@@ -42,6 +42,7 @@ def adapted_line(examples: int) -> str:
     return f"Adapted with {examples} confirmed example{'s' if examples != 1 else ''} from this server."
 
 _ZERO_WIDTH_SPACE = "\u200b"
+_ZERO_WIDTH_JOINER = "\u200d"
 _MARKDOWN_SPECIALS = re.compile(r"([\\*_~`|\[\]<])")
 _MASS_MENTION = re.compile(r"@(everyone|here)")
 _SAFE_LINK = re.compile(r"https://[^\s()<>\[\]]+")
@@ -51,12 +52,18 @@ _SAFE_LINK = re.compile(r"https://[^\s()<>\[\]]+")
 
 
 def one_line(text: str) -> str:
-    """Whitespace runs (newlines included) as one space, control characters dropped.
+    """Whitespace runs (newlines included) as one space, control and invisible format characters dropped.
 
     User text lands inside a numbered list line; a newline in it would start a heading, a quote or a
-    fake list item of its own.
+    fake list item of its own. Format characters (category Cf: bidi overrides such as U+202E,
+    zero-width spaces, word joiners) would let a label reverse or hide the text after it; the
+    zero-width joiner is kept, since emoji sequences need it and it cannot reorder anything.
     """
-    visible = "".join(ch if unicodedata.category(ch) != "Cc" else " " for ch in text)
+    visible = "".join(
+        " " if category == "Cc" else ch
+        for ch in text
+        if (category := unicodedata.category(ch)) != "Cf" or ch == _ZERO_WIDTH_JOINER
+    )
     return " ".join(visible.split())
 
 
@@ -234,6 +241,47 @@ def format_error(message: str) -> str:
     """One short line for people: flattened, bounded, and unable to ping or format."""
     text = user_text(message, MAX_ERROR_CHARS) or "Something went wrong."
     return f"⚠️ {text}"
+
+
+def format_label_set(labels: Sequence[str], templates: Sequence[str], source: str) -> str:
+    """The `/labels` reply: the labels a moderator typed and the prompt templates, shown literally.
+
+    Labels come from any moderator of any server and templates from the operator; both are escaped
+    and flattened like every other text we echo. Labels that do not fit are counted, never cut
+    mid-escape.
+    """
+    head = f"Labels ({user_text(source, 20)}): "
+    shown_templates = " | ".join(user_text(t, 120) for t in templates) if templates else "(model default)"
+    tail = f"\nTemplates: {truncate(shown_templates, 600)}"
+    budget = MAX_CONTENT_CHARS - 100 - len(head) - len(tail)
+    kept: list[str] = []
+    used = 0
+    for label in labels:
+        text = user_text(label, MAX_LABEL_CHARS)
+        if used + len(text) + 2 > budget:
+            break
+        kept.append(text)
+        used += len(text) + 2
+    more = f" …and {len(labels) - len(kept)} more" if len(kept) < len(labels) else ""
+    return head + ", ".join(kept) + more + tail
+
+
+def format_search_answer(
+    query: str, cases: Sequence[SimilarCase], identity: ModelIdentity, *, guild_id: int | None
+) -> tuple[str, int]:
+    """The answer to a text search and how many cases it lists (the grid shows as many).
+
+    The query is echoed escaped, like any user text. Cases are dropped from the end when the text
+    would pass Discord's limit; the model line and the disclaimer always stay.
+    """
+    header = f"Cases matching “{user_text(query, 100)}”:"
+    footer = "\n".join([model_line(identity), DISCLAIMER])
+    if not cases:
+        return "\n".join([header, f"{_CASES_TITLE}\n{NO_CASES_LINE}", footer]), 0
+    budget = MAX_CONTENT_CHARS - len(header) - len(footer) - len(_CASES_TITLE) - 3
+    lines = _case_lines(cases, show_scores=True, guild_id=guild_id)
+    kept, shown = _fit_cases(lines, max(budget, 0))
+    return "\n".join([header, _CASES_TITLE, *kept, footer]), shown
 
 
 # ---------------------------------------------------------------- the whole answer

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 import mimetypes
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from bot import render
 from bot.feedback import FeedbackStore
 from bot.guild_config import ChannelConfig, GuildConfigStore
 from bot.moderation import Cooldowns, parse_label_list
-from bot.reply import DISCLAIMER, compose_answer, format_error, format_similar_cases, model_line
+from bot.reply import compose_answer, format_error, format_search_answer
 from ingest.consent_ledger import ConsentLedger
 from learning.examples import ExamplesStore
 from model.identity import ModelIdentity
@@ -78,6 +78,18 @@ class Reply:
 def error_reply(message: str) -> Reply:
     """A short, one-line error."""
     return Reply(format_error(message), ok=False)
+
+
+def rendered(filename: str, draw: Callable[[], bytes]) -> list[ReplyFile]:
+    """The attachment `draw` makes, or none when drawing fails: the text answer never waits on a picture.
+
+    Only the exception's type is logged: its message could quote a label or caption.
+    """
+    try:
+        return [ReplyFile(filename, draw())]
+    except Exception as err:  # any failure of a picture must leave the answer itself intact
+        log.error("%s could not be drawn (%s); the answer is sent without it", filename, type(err).__name__)
+        return []
 
 
 @dataclass
@@ -172,10 +184,9 @@ class BotServices:
         files = []
         if with_suggestions:
             moved = adaptation.moved if adaptation is not None and adaptation.changed else None
-            files.append(ReplyFile("suggestions.png", render.probability_chart(prediction, moved=moved)))
-        if with_cases and text.cases_shown:
-            thumbs = [self.thumbnails.get_bytes(c.id) for c in cases[: text.cases_shown]]
-            files.append(ReplyFile("similar-cases.png", render.case_grid(thumbs)))
+            files += rendered("suggestions.png", lambda: render.probability_chart(prediction, moved=moved))
+        if with_cases:
+            files += self._grid_file(cases[: text.cases_shown])
         return Reply(
             text.content,
             tuple(files),
@@ -198,17 +209,17 @@ class BotServices:
         assert isinstance(outcome, SearchResult)
         cases = [similar_case_from(c) for c in outcome.cases]
         identity = identity_from(outcome.model)
-        lines = [f"Cases matching “{query[:100]}”:", format_similar_cases(cases, guild_id=guild_id)]
-        lines += [model_line(identity), DISCLAIMER]
-        content = "\n".join(lines)[:2000]
-        files = []
-        if cases:
-            files.append(
-                ReplyFile(
-                    "similar-cases.png", render.case_grid([self.thumbnails.get_bytes(c.id) for c in cases])
-                )
-            )
+        content, cases_shown = format_search_answer(query, cases, identity, guild_id=guild_id)
+        files = self._grid_file(cases[:cases_shown])
         return Reply(content, tuple(files), model_label=identity.label)
+
+    def _grid_file(self, cases: Sequence[SimilarCase]) -> list[ReplyFile]:
+        """The numbered thumbnail grid of `cases`: none when there are none or it cannot be drawn."""
+        if not cases:
+            return []
+        return rendered(
+            "similar-cases.png", lambda: render.case_grid([self.thumbnails.get_bytes(c.id) for c in cases])
+        )
 
     def _call(self, call: object) -> AnswerResult | SearchResult | Reply:
         from plipbot.observability import plipbot_metrics

@@ -17,6 +17,7 @@ from discord.ext import commands
 
 from bot.cogs.common import is_owner, member_role_ids, permissions_value
 from bot.moderation import parse_label_list, require_moderator
+from bot.reply import format_label_set
 from model.presets import preset_names
 from model.zeroshot import LabelSet
 from plipbot.errors import PlipbotError
@@ -29,9 +30,8 @@ OnOff = Literal["on", "off"]
 
 
 def _describe(label_set: LabelSet, source: str) -> str:
-    labels = ", ".join(label_set.texts)
-    templates = sorted({t for label in label_set.labels for t in label.templates}) or ["(model default)"]
-    return f"Labels ({source}): {labels}\nTemplates: {' | '.join(templates)}"[:1900]
+    templates = sorted({t for label in label_set.labels for t in label.templates})
+    return format_label_set(label_set.texts, templates, source)
 
 
 class AdminCog(commands.Cog):

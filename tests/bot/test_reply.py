@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections import Counter
 
 import pytest
 
@@ -17,12 +18,16 @@ from bot.reply import (
     describe_model,
     escape_user_text,
     format_error,
+    format_label_set,
     format_probability,
+    format_search_answer,
     format_similar_cases,
     format_suggestions,
     model_line,
+    one_line,
     truncate,
 )
+from bot.services import ReplyFile, rendered
 from model.identity import ModelIdentity
 from model.zeroshot import Prediction, Suggestion
 from store.similar import SimilarCase
@@ -297,3 +302,134 @@ def test_truncate_and_escape_helpers() -> None:
     assert truncate("a" * 20, 10) == "a" * 9 + "…"
     assert len(truncate("one two three four five", 12)) <= 12
     assert escape_user_text("a_b") == "a\\_b"
+
+
+# ---------------------------------------------------------------- text is literal, everywhere
+
+HOSTILE_LABELS = [
+    "$x^2$",
+    r"$\frac{a$",  # broke matplotlib's math parser
+    "**bold**",
+    "__underline__",
+    "~~struck~~",
+    "@everyone",
+    "@here",
+    "<@123>",
+    "<@&456>",
+    "<#789>",
+    "<t:0:R>",
+    "`code`",
+    "```block```",
+    "||spoiler||",
+    "[link](http://x)",
+    "\\*escaped already\\*",
+    "a\n# heading\n> quote\n-# subtext\n- item",
+    "abc\u202edef",  # right-to-left override: would show "abcfed"
+    "left\u2067right\u2069",  # isolate
+    "zero\u200bwidth\u2060joiner\ufeff",
+    "שלום עולם",  # RTL text itself is fine; only invisible controls go
+    "x" * 500,
+]
+
+_INVISIBLE_CONTROLS = re.compile("[\u200b-\u200c\u200e\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+
+
+def _displayed(text: str) -> str:
+    """What Discord shows: backslash escapes undone, our zero-width mention breakers invisible."""
+    return re.sub(r"\\(.)", r"\1", text).replace("\u200b", "")
+
+
+_MARKUP = re.compile(r"\*\*|\*|__|_|\|\||`|~~|\]\(|<@|<#|<t:|@everyone|@here|^#|^>|^-# ", re.MULTILINE)
+
+
+def markup(text: str) -> Counter[str]:
+    """The markup Discord would interpret in `text`: escaped characters (backslash + one) are shown."""
+    return Counter(_MARKUP.findall(re.sub(r"\\.", "", text)))
+
+
+def _assert_literal(text: str) -> None:
+    """No live markup, mention, mass ping or invisible control character in `text`."""
+    assert live_mentions(text) == []
+    assert not markup(text), f"live markup {markup(text)} in {text!r}"
+    without_breakers = text.replace("@\u200b", "@")
+    assert not _INVISIBLE_CONTROLS.search(without_breakers), "invisible control character left"
+
+
+def _answer(label: str) -> str:
+    return compose_answer(
+        prediction([label, "b", "c"]),
+        [case(1, caption=label), case(2)],
+        label_set_name=label,
+        image_name=label,
+        guild_id=GUILD,
+    ).content
+
+
+@pytest.mark.parametrize("label", HOSTILE_LABELS)
+def test_hostile_labels_are_literal_in_the_answer(label: str) -> None:
+    """A hostile label, caption, set name and file name add no markup to the answer at all."""
+    content = _answer(label)
+    assert len(content) <= MAX_CONTENT_CHARS
+    assert content.rstrip().endswith(f"*{DISCLAIMER}*")
+    plain = _answer("plain label")
+    assert markup(content) == markup(plain)
+    assert live_mentions(content) == live_mentions(plain) == ["<@42>", "<@42>"]  # our credits only
+    assert not _INVISIBLE_CONTROLS.search(content.replace("@\u200b", "@"))
+    shown = one_line_visible(label)
+    if len(shown) <= 60:  # short labels survive whole, readable once escapes are undone
+        assert shown in _displayed(content)
+
+
+def one_line_visible(text: str) -> str:
+    return " ".join(_INVISIBLE_CONTROLS.sub("", text).split())
+
+
+@pytest.mark.parametrize("query", HOSTILE_LABELS)
+def test_text_search_echo_is_literal(query: str) -> None:
+    content, shown = format_search_answer(query, [case(1, caption=query)], PLIP, guild_id=GUILD)
+    assert shown == 1
+    header = content.splitlines()[0]
+    assert header.startswith("Cases matching “")
+    _assert_literal(header)
+    assert content.endswith(DISCLAIMER)
+    assert PLIP_LINE in content
+    if len(query) < 90:
+        assert one_line_visible(query) in _displayed(header)
+
+
+def test_text_search_answer_fits_and_matches_its_grid() -> None:
+    long_cases = [case(n, caption="word " * 60) for n in range(1, 40)]
+    content, shown = format_search_answer("q", long_cases, PLIP, guild_id=GUILD)
+    assert len(content) <= MAX_CONTENT_CHARS
+    assert content.endswith(DISCLAIMER)
+    assert 0 < shown < len(long_cases)
+    assert f"\n{shown}. " in content and f"\n{shown + 1}. " not in content
+    empty, none = format_search_answer("q", [], PLIP, guild_id=GUILD)
+    assert none == 0 and NO_CASES_LINE in empty
+
+
+def test_label_set_listing_is_literal_and_bounded() -> None:
+    text = format_label_set(HOSTILE_LABELS * 20, ["a photo of {}.", "**{}** @here"], "server")
+    assert len(text) <= MAX_CONTENT_CHARS
+    assert text.startswith("Labels (server): ")
+    assert "more" in text.splitlines()[0]
+    for line in text.splitlines():
+        _assert_literal(line)
+    assert format_label_set(["a", "b"], [], "channel") == "Labels (channel): a, b\nTemplates: (model default)"
+
+
+def test_one_line_drops_invisible_controls_but_keeps_emoji_joiners() -> None:
+    assert one_line("abc\u202edef") == "abcdef"
+    assert one_line("a\u200bb\u2066c\u2069") == "abc"
+    family = "\U0001f468\u200d\u2695\ufe0f"  # health worker: joiner kept
+    assert one_line(family) == family
+
+
+def test_a_picture_that_cannot_be_drawn_leaves_the_answer(caplog: pytest.LogCaptureFixture) -> None:
+    def broken() -> bytes:
+        raise ValueError("label $secret patient name$ cannot be parsed")
+
+    assert rendered("suggestions.png", broken) == []
+    assert "secret" not in caplog.text  # only the exception type is logged
+    assert "ValueError" in caplog.text
+    assert rendered("ok.png", lambda: b"png") == [ReplyFile("ok.png", b"png")]
