@@ -138,14 +138,16 @@ def test_chart_is_deterministic_and_handles_odd_input() -> None:
     assert pixels(probability_chart(empty)).shape[:2] == (80 + 36, 600)
 
 
-def test_rendering_never_touches_pyplot() -> None:
-    """A cog imports this module in the bot process: no pyplot, no global backend switch."""
+def test_rendering_never_touches_matplotlib() -> None:
+    """A cog imports this module in the bot process: no matplotlib (its import alone costs ~100 ms,
+    and its math parser would read `$...$` in a label), no pyplot, no global backend switch."""
     code = (
         "import sys\n"
-        "from bot.render import probability_chart\n"
+        "from bot.render import probability_chart, case_grid\n"
         "from tests.bot.test_render import prediction\n"
         "probability_chart(prediction([0.7, 0.3]))\n"
-        "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'\n"
+        "case_grid([None])\n"
+        "assert 'matplotlib' not in sys.modules, 'matplotlib imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=render.__file__.rsplit("/bot/", 1)[0])
 
@@ -243,3 +245,56 @@ def test_grid_rejects_what_it_cannot_number() -> None:
         case_grid([None, None], ["1"])
     with pytest.raises(ValueError, match="at most"):
         case_grid([None] * (render.MAX_GRID_CELLS + 1))
+
+
+# ---------------------------------------------------------------- text is literal
+
+HOSTILE_LABELS = [
+    "$x^2$",
+    r"$\frac{a$",  # an unbalanced math expression: matplotlib's parser raised on it
+    r"$\undefinedcommand$",
+    "**bold** @everyone <@123>",
+    "`code` ||spoiler|| [link](http://x)",
+    "abc\u202edef",
+    "שלום עולם",
+    "x" * 500,
+]
+
+
+def _label_ink(png: bytes) -> int:
+    """Dark pixels in the label column of the first row."""
+    image = pixels(png)
+    top = render.CHART_TOP_PX
+    column = image[top : top + render.CHART_ROW_PX, : int(render.CHART_LEFT * render.CHART_WIDTH_PX)]
+    return int((column.max(axis=-1) < 140).sum())
+
+
+def test_hostile_labels_render_literally_and_never_fail() -> None:
+    chart = probability_chart(
+        Prediction(
+            tuple(Suggestion(label, 1 / len(HOSTILE_LABELS)) for label in HOSTILE_LABELS),
+            False,
+            margin=0.0,
+            entropy=1.0,
+            model=PLIP,
+        ),
+        title="$\\frac{$ **title**",
+    )
+    assert pixels(chart).shape[:2] == (80 + 36 * len(HOSTILE_LABELS), 600)
+
+
+def test_dollar_signs_are_drawn_not_parsed() -> None:
+    """`$x^2$` shows its dollar signs and caret (more ink than "x2"), not a typeset superscript."""
+
+    def ink(label: str) -> int:
+        one = Prediction((Suggestion(label, 1.0),), False, margin=1.0, entropy=0.0, model=PLIP)
+        return _label_ink(probability_chart(one))
+
+    assert ink("$x^2$") > ink("x^2") > ink("x2") > 0
+    assert ink("$x^2$") == ink("$x^2$")
+
+
+def test_long_labels_stay_inside_the_label_column() -> None:
+    wide = (Suggestion("W" * 200, 0.6), Suggestion("m" * 40, 0.4))
+    image = pixels(probability_chart(Prediction(wide, False, margin=0.2, entropy=0.5, model=PLIP)))
+    assert (image[:, :4].max(axis=-1) < 200).sum() == 0, "a label ran off the left edge"
