@@ -319,6 +319,19 @@ def test_review_test_threads_and_moderator_role(fake_discord: FakeDiscord, conta
             after = fake_discord.invoke_message_command("Confirm label…", answer.response)
             prompt = content_of(await fake_discord.wait_for_interaction_response(after["id"]))
             assert "Which label" in prompt
+            # ... and a label outside the channel's set can be typed.
+            chooser = fake_discord.original_response(after["id"])
+            assert chooser is not None
+            await steps.tracked(chooser["id"])
+            typed = fake_discord.click_button(chooser["id"], "plipbot:confirm:typed")
+            await fake_discord.wait_for_interaction_response(typed["id"], timeout=TIMEOUT)
+            modal = fake_discord.modal_sent(typed["id"])
+            assert modal is not None
+            [field] = components_of(modal)
+            submitted = fake_discord.submit_modal(typed, {field: "  Stroma  "})
+            done = content_of(await fake_discord.wait_for_followup(submitted["token"], timeout=TIMEOUT))
+            assert "Confirmed **Stroma**" in done and "not in this channel's label set" in done
+            assert "Stroma" in {e.label for e in container.examples_store.all_examples(guild_id)}
 
             threads = invoke_sub(fake_discord, "bot", "threads", {"state": "on"}, user=owner)
             assert "thread" in content_of(await fake_discord.wait_for_interaction_response(threads["id"]))
