@@ -16,7 +16,7 @@ import io
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
@@ -131,65 +131,127 @@ def probability_chart(
     suggestions = prediction.suggestions[:CHART_MAX_BARS]
     rows = max(1, len(suggestions))
     height_px = chart_height_px(rows)
-    image = Image.new("RGB", (CHART_WIDTH_PX, height_px), "white")
+    image = Image.new("P", (CHART_WIDTH_PX, height_px), _WHITE_INDEX)
+    image.putpalette(_chart_palette())
     draw = ImageDraw.Draw(image)
-    text_colour, muted = _hex_to_rgb(TEXT_COLOUR), _hex_to_rgb(MUTED_COLOUR)
     label_font = _chart_font(LABEL_FONT_PX)
 
     bars_left = round(CHART_LEFT * CHART_WIDTH_PX)
     bars_right = round(CHART_RIGHT * CHART_WIDTH_PX)
     bars_width = bars_right - bars_left
     bar_px = round(BAR_HEIGHT * CHART_ROW_PX)
-    bar_colour = _hex_to_rgb(UNCERTAIN_COLOUR if prediction.uncertain else CERTAIN_COLOUR)
+    bar_index = _UNCERTAIN_INDEX if prediction.uncertain else _CERTAIN_INDEX
     for rank, suggestion in enumerate(suggestions):
         centre = CHART_TOP_PX + rank * CHART_ROW_PX + CHART_ROW_PX // 2
         top, bottom = centre - bar_px // 2, centre - bar_px // 2 + bar_px - 1
         probability = min(max(suggestion.probability, 0.0), 1.0)
-        draw.rectangle((bars_left, top, bars_right - 1, bottom), fill=_hex_to_rgb(TRACK_COLOUR))
+        draw.rectangle((bars_left, top, bars_right - 1, bottom), fill=_TRACK_INDEX)
         filled = round(probability * bars_width)
         if filled > 0:
-            draw.rectangle((bars_left, top, bars_left + filled - 1, bottom), fill=bar_colour)
+            draw.rectangle((bars_left, top, bars_left + filled - 1, bottom), fill=bar_index)
         label = truncate(one_line(suggestion.label), CHART_LABEL_CHARS)
         change = (moved or {}).get(suggestion.label)
         if change is not None:
             label = f"{MOVED_UP if change > 0 else MOVED_DOWN} {label}"
         label = _fit(draw, label, label_font, bars_left - LABEL_PAD_PX - 4)
-        colour = text_colour if change is None else _hex_to_rgb(MOVED_COLOUR)
-        draw.text((bars_left - LABEL_PAD_PX, centre), label, fill=colour, font=label_font, anchor="rm")
-        draw.text(
-            (bars_right + round(0.02 * bars_width), centre),
-            format_probability(probability),
-            fill=text_colour,
-            font=label_font,
-            anchor="lm",
-        )
+        at = (bars_left - LABEL_PAD_PX, centre)
+        if change is None:
+            _text(image, at, label, LABEL_FONT_PX, TEXT_COLOUR, anchor="rm")
+        else:
+            _moved_text(image, at, label, LABEL_FONT_PX, anchor="rm")
+        at = (bars_right + round(0.02 * bars_width), centre)
+        _text(image, at, format_probability(probability), LABEL_FONT_PX, TEXT_COLOUR, anchor="lm")
     if not suggestions:
-        draw.text(
-            ((bars_left + bars_right) // 2, CHART_TOP_PX + CHART_ROW_PX // 2),
-            "no labels to show",
-            fill=muted,
-            font=label_font,
-            anchor="mm",
-        )
+        at = ((bars_left + bars_right) // 2, CHART_TOP_PX + CHART_ROW_PX // 2)
+        _text(image, at, "no labels to show", LABEL_FONT_PX, MUTED_COLOUR, anchor="mm")
 
     heading = truncate(one_line(title or (MOVED_HEADING if moved else "Label suggestions")), 44)
     heading_width = CHART_WIDTH_PX - 24
     if prediction.uncertain:
         heading = f"Uncertain — {heading}"
-        note_font = _chart_font(NOTE_FONT_PX)
         note_right = round(0.98 * CHART_WIDTH_PX)
-        draw.text((note_right, 16), UNCERTAIN_NOTE, fill=muted, font=note_font, anchor="ra")
-        heading_width = note_right - draw.textlength(UNCERTAIN_NOTE, font=note_font) - 12 - 16
-    title_font = _chart_font(TITLE_FONT_PX, bold=True)
-    heading = _fit(draw, heading, title_font, heading_width)
-    draw.text((12, 12), heading, fill=text_colour, font=title_font, anchor="la")
+        _text(image, (note_right, 16), UNCERTAIN_NOTE, NOTE_FONT_PX, MUTED_COLOUR, anchor="ra")
+        note_width = draw.textlength(UNCERTAIN_NOTE, font=_chart_font(NOTE_FONT_PX))
+        heading_width = note_right - note_width - 12 - 16
+    heading = _fit(draw, heading, _chart_font(TITLE_FONT_PX, bold=True), heading_width)
+    _text(image, (12, 12), heading, TITLE_FONT_PX, TEXT_COLOUR, anchor="la", bold=True)
     footer = truncate(f"Model: {describe_model(prediction.model)} · decision support only", 118)
-    footer_font = _chart_font(FOOTER_FONT_PX)
-    footer = _fit(draw, footer, footer_font, CHART_WIDTH_PX - 24)
-    draw.text((12, height_px - 10), footer, fill=muted, font=footer_font, anchor="ld")
+    footer = _fit(draw, footer, _chart_font(FOOTER_FONT_PX), CHART_WIDTH_PX - 24)
+    _text(image, (12, height_px - 10), footer, FOOTER_FONT_PX, MUTED_COLOUR, anchor="ld")
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=CHART_PNG_LEVEL)
     return buffer.getvalue()
+
+
+# The chart is a palette image: one byte per pixel is a third of the PNG work of RGB. Index i is the
+# grey (i, i, i), so anti-aliased grey text on white, blended index by index, lands on the right grey;
+# text never blends below TEXT_COLOUR's grey (0x22), which leaves the low indices free for the bar
+# colours and a ramp from white to MOVED_COLOUR.
+_WHITE_INDEX = 255
+_CERTAIN_INDEX, _UNCERTAIN_INDEX, _TRACK_INDEX = 1, 2, 3
+_MOVED_RAMP_START, _MOVED_RAMP_STEPS = 4, 30
+
+
+def _grey(colour: str) -> int:
+    red, green, blue = _hex_to_rgb(colour)
+    if not red == green == blue:
+        raise ValueError(f"chart text colours must be greys, got {colour}")
+    return red
+
+
+@cache
+def _chart_palette() -> list[int]:
+    palette = [level for grey in range(256) for level in (grey, grey, grey)]
+    for index, colour in (
+        (_CERTAIN_INDEX, CERTAIN_COLOUR),
+        (_UNCERTAIN_INDEX, UNCERTAIN_COLOUR),
+        (_TRACK_INDEX, TRACK_COLOUR),
+    ):
+        palette[3 * index : 3 * index + 3] = _hex_to_rgb(colour)
+    moved = _hex_to_rgb(MOVED_COLOUR)
+    for step in range(_MOVED_RAMP_STEPS):
+        weight = (step + 1) / _MOVED_RAMP_STEPS
+        index = _MOVED_RAMP_START + step
+        palette[3 * index : 3 * index + 3] = [round(255 + (c - 255) * weight) for c in moved]
+    return palette
+
+
+@lru_cache(maxsize=1024)
+def _text_mask(text: str, size_px: float, bold: bool, anchor: str) -> tuple[Image.Image, int, int]:
+    """`text` rendered once as an anti-aliased mask, with its offset from the anchor point.
+
+    Cached: a channel's labels, the percentages, titles and model lines recur in every answer, and
+    rasterising glyphs is most of the cost of drawing text. A few hundred KB at most.
+    """
+    font = _chart_font(size_px, bold)
+    left, top, right, bottom = (int(v) for v in font.getbbox(text, anchor=anchor))
+    mask = Image.new("L", (max(1, right - left), max(1, bottom - top)), 0)
+    ImageDraw.Draw(mask).text((-left, -top), text, fill=255, font=font, anchor=anchor)
+    return mask, left, top
+
+
+def _text(
+    image: Image.Image,
+    at: tuple[int, int],
+    text: str,
+    size_px: float,
+    colour: str,
+    *,
+    anchor: str,
+    bold: bool = False,
+) -> None:
+    """Grey `text` drawn on the white chart (see the palette note)."""
+    mask, left, top = _text_mask(text, size_px, bold, anchor)
+    image.paste(_grey(colour), (at[0] + left, at[1] + top), mask)
+
+
+def _moved_text(image: Image.Image, at: tuple[int, int], text: str, size_px: float, *, anchor: str) -> None:
+    """`text` in MOVED_COLOUR: its coverage mapped onto the white-to-MOVED_COLOUR ramp."""
+    mask, left, top = _text_mask(text, size_px, False, anchor)
+    steps = _MOVED_RAMP_STEPS
+    shade = mask.point(lambda a: _MOVED_RAMP_START + max(0, round(a * steps / 255) - 1))
+    covered = mask.point(lambda a: 255 if round(a * steps / 255) > 0 else 0)
+    image.paste(shade, (at[0] + left, at[1] + top), covered)
 
 
 CHART_PNG_LEVEL = 1
@@ -238,13 +300,13 @@ def _decode_thumbnail(data: bytes | None) -> Image.Image | None:
                 log.warning("thumbnail of %dx%d px ignored", image.width, image.height)
                 return None
             image.draft("RGB", (CELL_PX, CELL_PX))  # JPEG: decode at reduced scale when it can
-            oriented = ImageOps.exif_transpose(image)
-            if "A" in oriented.getbands() or "transparency" in oriented.info:
-                rgba = oriented.convert("RGBA")
+            ImageOps.exif_transpose(image, in_place=True)  # no copy unless it really rotates
+            if "A" in image.getbands() or "transparency" in image.info:
+                rgba = image.convert("RGBA")
                 flat = Image.new("RGB", rgba.size, CANVAS_RGB)
                 flat.paste(rgba, mask=rgba.getchannel("A"))
             else:
-                flat = oriented.convert("RGB")
+                flat = image if image.mode == "RGB" else image.convert("RGB")
             # Bilinear is Pillow's antialiased triangle filter: for 256 -> 200 px it looks the
             # same as Lanczos at half the time.
             return ImageOps.contain(flat, (CELL_PX, CELL_PX), Image.Resampling.BILINEAR)
