@@ -30,7 +30,7 @@ Status = Literal["ok", "FAIL", "skip"]
 
 #: Every check, in the order lines are printed. `results` and `blobs` run only when they are configured
 #: apart from the broker; the others always run (or say why they are skipped).
-CHECK_NAMES = ("broker", "results", "blobs", "store", "ledger", "weights", "discord")
+CHECK_NAMES = ("broker", "results", "blobs", "store", "ledger", "weights", "precision", "discord")
 
 #: Checks that read local files only may take longer than the network time-out (importing torch alone
 #: can take seconds on a cold disk).
@@ -302,6 +302,39 @@ def check_weights(settings: Settings, timeout_s: float) -> CheckResult:
     )
 
 
+# --------------------------------------------------------------------------------------- precision
+
+
+def check_precision(settings: Settings, timeout_s: float) -> CheckResult:
+    """Which precision the encoder will run in, and why (runs the one-time bf16 probe if not cached).
+
+    Needs torch but no weights: `auto` depends on the device and the CPU, not on the model.
+    """
+    from model.precision import choose_precision, detect_cpu
+    from plipbot.errors import PlipbotError
+
+    requested = settings.model.precision
+    device = settings.model.device
+    try:
+        import torch
+
+        cuda = torch.cuda.is_available()
+        device_type = "cuda" if device.startswith("cuda") or (device == "auto" and cuda) else "cpu"
+        if device_type == "cuda" and not cuda:
+            return CheckResult(
+                "precision", "FAIL", f"device {device} is configured but no CUDA GPU is visible"
+            )
+        choice = choose_precision(requested, device_type, cache_dir=settings.cache_dir)
+    except PlipbotError as err:
+        return CheckResult("precision", "FAIL", err.user_message)
+    where = torch.cuda.get_device_name(0) if device_type == "cuda" else detect_cpu().model
+    if choice.precision == "fp16" and device_type != "cuda":
+        return CheckResult("precision", "FAIL", f"fp16 needs a CUDA GPU; {where} is a CPU: use auto or bf16")
+    if choice.precision == "int8" and device_type != "cpu":
+        return CheckResult("precision", "FAIL", "int8 runs on CPU only: use auto or fp16 on a GPU")
+    return CheckResult("precision", "ok", f"{choice.describe()} on {device_type} ({where})")
+
+
 # ----------------------------------------------------------------------------------------- discord
 
 
@@ -365,6 +398,7 @@ def _checks(settings: Settings, timeout_s: float, offline: bool) -> list[_Check]
             "ledger", lambda: check_ledger(settings, timeout_s), max(network, math.ceil(timeout_s) * 2 + 2)
         ),
         _Check("weights", lambda: check_weights(settings, timeout_s), LOCAL_CHECK_BUDGET_S),
+        _Check("precision", lambda: check_precision(settings, timeout_s), LOCAL_CHECK_BUDGET_S),
         _Check("discord", lambda: check_discord(settings, timeout_s, offline=offline), network),
     ]
 

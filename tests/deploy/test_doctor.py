@@ -107,7 +107,7 @@ def test_fresh_embedded_default_fails_only_on_missing_weights(
     code, lines = doctor(capsys)
     assert code == 1
     checks = by_name(lines)
-    assert list(checks) == ["broker", "store", "ledger", "weights", "discord"]
+    assert list(checks) == ["broker", "store", "ledger", "weights", "precision", "discord"]
     assert checks["broker"] == "ok broker: embedded (no broker): tasks run inside `plipbot run`"
     assert checks["store"].startswith("ok store: embedded store (qdrant-edge) in ")
     assert str(tmp_path / "data" / "store") in checks["store"]
@@ -115,6 +115,8 @@ def test_fresh_embedded_default_fails_only_on_missing_weights(
     assert checks["weights"].startswith("FAIL weights: PLIP weights are not cached in ")
     assert "run `plipbot model fetch plip`" in checks["weights"]
     assert checks["discord"].startswith("skip discord: no bot token (PLIPBOT_DISCORD__TOKEN)")
+    assert checks["precision"].startswith("ok precision: ") and "(auto: " in checks["precision"]
+    assert " on cpu (" in checks["precision"]
     assert [line for line in lines if line.startswith("FAIL")] == [checks["weights"]]
     assert not list((tmp_path / "data" / "models").glob("**/*.safetensors")), "doctor must not download"
 
@@ -126,6 +128,22 @@ def test_cached_weights_make_the_default_all_ok(
     code, lines = doctor(capsys, "--skip", "discord")
     assert code == 0, lines
     assert by_name(lines)["weights"].startswith("ok weights: local checkpoint tiny-random-clip")
+
+
+def test_precision_line_shows_the_choice_and_refuses_impossible_ones(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLIPBOT_MODEL__DEVICE", "cpu")
+    code, lines = doctor(capsys, "--only", "precision")
+    assert code == 0 and lines[0].startswith("ok precision: ") and "(auto: " in lines[0]
+    chosen = lines[0].removeprefix("ok precision: ").split()[0]
+    assert chosen in ("fp32", "bf16"), lines  # never fp16 or int8 on a CPU
+    monkeypatch.setenv("PLIPBOT_MODEL__PRECISION", "fp16")
+    code, lines = doctor(capsys, "--only", "precision")
+    assert code == 1 and lines[0].startswith("FAIL precision: fp16 needs a CUDA GPU")
+    monkeypatch.setenv("PLIPBOT_MODEL__PRECISION", "fp32")
+    code, lines = doctor(capsys, "--only", "precision")
+    assert code == 0 and lines[0].startswith("ok precision: fp32 (requested) on cpu")
 
 
 def test_offline_setting_changes_the_advice(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
@@ -266,7 +284,7 @@ def test_reachable_services_are_ok(
     code, lines = doctor(capsys, "--skip", "weights")
     assert code == 0, lines
     checks = by_name(lines)
-    assert list(checks) == ["broker", "results", "store", "ledger", "discord"]
+    assert list(checks) == ["broker", "results", "store", "ledger", "precision", "discord"]
     assert checks["broker"].startswith(f"ok broker: broker at {redis_up} answers (Redis ")
     assert checks["results"].startswith("ok results: result backend at redis://127.0.0.1:6379/1 answers")
     assert checks["store"] == f"ok store: Qdrant 1.19.1 at {stand_in} (1 collections)"
@@ -301,7 +319,8 @@ def test_unknown_check_is_a_one_line_usage_error(capsys: pytest.CaptureFixture[s
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.strip().splitlines() == [
-        "error: Unknown check typo; the checks are: broker, results, blobs, store, ledger, weights, discord."
+        "error: Unknown check typo; the checks are: "
+        "broker, results, blobs, store, ledger, weights, precision, discord."
     ]
 
 
