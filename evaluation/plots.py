@@ -23,10 +23,17 @@ GAP_COLOR = "#d9534f"
 LITERAL = {"parse_math": False}
 
 
-def confusion_size_inches(n_classes: int) -> tuple[float, float]:
-    """Room for n class names on both axes; capped so a 100-label set stays a sane file."""
-    side = min(4.0 + 0.6 * n_classes, 30.0)
-    return side + 1.5, side
+CHAR_INCHES = 0.085  # about one character of 10-point DejaVu Sans
+
+
+def confusion_size_inches(n_classes: int, longest_label: int = 0) -> tuple[float, float]:
+    """Room for n cells and for the longest class name on both axes (the x names run at 45 degrees).
+
+    The grid is capped so a 100-label set stays a sane file; names are capped at 60 characters' room.
+    """
+    grid = min(2.5 + 0.6 * n_classes, 30.0)
+    name = CHAR_INCHES * min(longest_label, 60)
+    return grid + name + 2.5, grid + 0.75 * name + 1.2
 
 
 def confusion_figure(confusion: np.ndarray, labels: Sequence[str], title: str = "") -> Figure:
@@ -37,7 +44,8 @@ def confusion_figure(confusion: np.ndarray, labels: Sequence[str], title: str = 
         raise ValueError(f"confusion has shape {counts.shape}, expected ({n}, {n})")
     rows = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, rows, out=np.zeros(counts.shape, dtype=np.float64), where=rows > 0)
-    fig = Figure(figsize=confusion_size_inches(n), dpi=DPI, layout="constrained")
+    longest = max(len(label) for label in labels)
+    fig = Figure(figsize=confusion_size_inches(n, longest), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     image = ax.imshow(share, cmap=CONFUSION_CMAP, vmin=0.0, vmax=1.0, interpolation="nearest")
@@ -94,7 +102,7 @@ def reliability_figure(calibration: Calibration, title: str = "") -> Figure:
     ax.set_ylabel("accuracy", **LITERAL)
     heading = f"ECE {calibration.ece:.3f}"
     ax.set_title(f"{title}\n{heading}" if title else heading, **LITERAL)
-    ax.legend(loc="upper left")
+    fig.legend(loc="outside lower center", ncols=3, fontsize=9)  # never over a bar
     return fig
 
 

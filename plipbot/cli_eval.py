@@ -22,12 +22,30 @@ from typing import Any
 
 import numpy as np
 
-from plipbot.cli_model import add_model_flags
+from model.precision import PRECISIONS
 from plipbot.composition import Container
 from plipbot.errors import InputFileError, LabelSetError
 
 DEFAULT_OUT = Path("plipbot-eval")
 BEST_MARK = "*"
+# Evaluation measures the model as published, so it runs the reference precision unless asked
+# otherwise (`--precision auto|bf16|...` measures a deployment's fast path against it).
+EVAL_PRECISION = "fp32"
+
+
+def add_eval_model_flags(p: argparse.ArgumentParser, *, model_flag: bool = True) -> None:
+    """`--model` (unless the command takes several), precision (default fp32), device, batch, data dir."""
+    if model_flag:
+        p.add_argument("--model", help="registry name (plip, clip, quiltnet) or a local checkpoint path")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=EVAL_PRECISION,
+        help=f"numeric precision (default {EVAL_PRECISION}, the reference; auto, bf16... measure fast paths)",
+    )
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the GPU when there is one)")
+    p.add_argument("--batch-size", type=int, dest="batch_size", help="images or prompts per forward pass")
+    p.add_argument("--data-dir", type=Path, dest="data_dir", help="caches, weights and stores")
 
 
 def add_label_set_flags(p: argparse.ArgumentParser) -> None:
@@ -48,7 +66,7 @@ def register(sub: Any) -> None:
     esub = parser.add_subparsers(dest="eval_command", required=True)
 
     p = esub.add_parser("zeroshot", help="zero-shot classification of a folder per class")
-    add_model_flags(p)
+    add_eval_model_flags(p)
     p.add_argument("--dataset", required=True, type=Path, metavar="DIR", help="one sub-folder per class")
     add_label_set_flags(p)
     p.add_argument(
@@ -62,7 +80,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run_zeroshot)
 
     p = esub.add_parser("linear-probe", help="logistic regression on frozen image embeddings (5 seeds)")
-    add_model_flags(p)
+    add_eval_model_flags(p)
     p.add_argument("--train", required=True, type=Path, metavar="DIR", help="one sub-folder per class")
     p.add_argument("--test", required=True, type=Path, metavar="DIR", help="the same class folders")
     p.add_argument("--seeds", type=int, default=5, help="number of seeds (0..N-1; default 5)")
@@ -70,7 +88,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run_linear_probe)
 
     p = esub.add_parser("retrieval", help="text-to-image and image-to-text Recall@1/10/50")
-    add_model_flags(p)
+    add_eval_model_flags(p)
     p.add_argument("--pairs", required=True, type=Path, metavar="FILE.jsonl", help='lines {"image", "text"}')
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run_retrieval)
@@ -79,10 +97,7 @@ def register(sub: Any) -> None:
     p.add_argument("--models", nargs="+", required=True, metavar="M", help="registry names or local paths")
     p.add_argument("--dataset", required=True, type=Path, metavar="DIR", help="one sub-folder per class")
     add_label_set_flags(p)
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="numeric precision (default fp32)")
-    p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--batch-size", type=int, dest="batch_size", help="images or prompts per forward pass")
-    p.add_argument("--data-dir", type=Path, dest="data_dir", help="caches, weights and stores")
+    add_eval_model_flags(p, model_flag=False)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run_compare)
 
@@ -167,8 +182,11 @@ def _zero_shot_json(container: Container, data: LabelledEmbeddings, result: Any)
     from evaluation.zeroshot_eval import label_set_templates
 
     metrics = result.metrics
+    encoder = container.encoder
     return {
-        "model": container.encoder.identity.as_dict(),
+        "model": encoder.identity.as_dict(),
+        "device": str(encoder.device),
+        "precision": encoder.precision,
         "dataset": str(data.dataset.root),
         "label_set": result.label_set.name,
         "templates": label_set_templates(result.label_set, container.encoder.default_template),
@@ -205,7 +223,7 @@ def _print_zero_shot(container: Container, data: LabelledEmbeddings, result: Any
 
     metrics, identity = result.metrics, container.encoder.identity
     templates = label_set_templates(result.label_set, container.encoder.default_template)
-    print(f"model    {identity.label}")
+    print(f"model    {identity.label} on {container.encoder.device}, {container.encoder.precision}")
     print(f"dataset  {data.dataset.root}: {metrics.n} images, {len(metrics.labels)} classes")
     print(f"labels   {result.label_set.name}; template(s): {' | '.join(templates)}")
     print()

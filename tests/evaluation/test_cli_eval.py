@@ -102,6 +102,7 @@ def test_zeroshot_json_equals_reference_model_and_sklearn(
     labels = get_preset("kather").texts
     assert report["labels"] == labels and report["n"] == 27 and report["templates"] == [KATHER_TEMPLATE]
     assert report["model"]["title"].startswith("local checkpoint")
+    assert report["precision"] == "fp32" and report["device"] == "cpu"  # the reference, unless asked
 
     # the reference model's predictions on the same files, image by image
     with open(report["files"]["predictions_csv"], newline="") as handle:
@@ -147,8 +148,8 @@ def test_zeroshot_json_equals_reference_model_and_sklearn(
     )
     assert 0.0 <= report["ece"] <= 1.0 and len(report["calibration"]["bins"]) == 15
 
-    width, height = confusion_size_inches(9)
-    assert Image.open(report["files"]["confusion_png"]).size == (round(width * DPI), round(height * DPI))
+    width, height = confusion_size_inches(9, max(map(len, labels)))
+    assert Image.open(report["files"]["confusion_png"]).size == (int(width * DPI), int(height * DPI))
     assert Image.open(report["files"]["reliability_png"]).size == (600, 600)
 
 
@@ -212,7 +213,9 @@ def test_linear_probe_json_equals_sklearn_on_the_same_embeddings(
     assert report["seeds"] == [0, 1, 2, 3, 4] and report["n_train"] == 18 and report["n_test"] == 12
     assert set(report["weighted_f1"]) == {"mean", "std", "min", "max"}
 
-    encoder = ClipEncoder.from_weights(resolve_weights(str(tiny_checkpoint), tmp_path / "m"), device="cpu")
+    encoder = ClipEncoder.from_weights(
+        resolve_weights(str(tiny_checkpoint), tmp_path / "m"), device="cpu", precision="fp32"
+    )
 
     def embed(root: Path) -> tuple[np.ndarray, np.ndarray]:
         paths = sorted(root.rglob("*.png"))

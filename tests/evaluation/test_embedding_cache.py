@@ -36,7 +36,9 @@ class CountingEncoder:
 @pytest.fixture(scope="module")
 def tiny_encoder(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> ClipEncoder:
     models = tmp_path_factory.mktemp("models")
-    return ClipEncoder.from_weights(resolve_weights(str(tiny_checkpoint), models), device="cpu")
+    return ClipEncoder.from_weights(
+        resolve_weights(str(tiny_checkpoint), models), device="cpu", precision="fp32"
+    )
 
 
 def _files(folder: Path, n: int) -> list[Path]:
