@@ -328,3 +328,22 @@ def test_compare_fails_fast_when_a_models_weights_are_missing(
         capsys, "eval", "compare", "--models", str(tiny_checkpoint), "plip", "--dataset", str(kather_like)
     )
     assert code == 2 and out == "" and err.count("\n") == 1 and "PLIP" in err
+
+
+@pytest.mark.gpu
+def test_zeroshot_runs_on_the_gpu_and_agrees_with_the_cpu(
+    capsys: pytest.CaptureFixture[str], tiny_checkpoint: Path, kather_like: Path, tmp_path: Path
+) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device on this machine")
+    reports = {}
+    for device in ("cpu", "auto"):
+        code, out, err = run(
+            capsys, "eval", "zeroshot", "--model", str(tiny_checkpoint), "--dataset", str(kather_like),
+            "--device", device, "--json", "--out", str(tmp_path / device),
+        )  # fmt: skip
+        assert code == 0, err
+        reports[device] = json.loads(out)
+    assert reports["auto"]["device"].startswith("cuda")  # `auto` picks the GPU
+    assert reports["auto"]["confusion"] == reports["cpu"]["confusion"]
+    assert reports["auto"]["weighted_f1"] == pytest.approx(reports["cpu"]["weighted_f1"], abs=1e-9)

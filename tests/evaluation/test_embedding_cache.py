@@ -122,3 +122,14 @@ def test_a_bad_file_is_named_and_earlier_work_is_kept(tiny_encoder: ClipEncoder,
     with pytest.raises(InvalidImageError, match=r"broken\.png"):
         embed_image_files([*paths, broken], encoder, cache, progress=False)
     assert len(list(cache.directory.rglob("*.f32"))) == 3  # one full batch of 3 was stored before the failure
+
+
+def test_progress_bar_on_stderr_when_asked(
+    tiny_encoder: ClipEncoder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = _files(tmp_path / "ds", 2)
+    embed_image_files(paths, CountingEncoder(tiny_encoder), None, description="embedding ds", progress=True)
+    out, err = capsys.readouterr()
+    assert out == "" and "embedding ds" in err and "2/2" in err
+    embed_image_files(paths, CountingEncoder(tiny_encoder), None, progress=None)  # stderr is not a terminal
+    assert capsys.readouterr().err == ""
