@@ -14,6 +14,7 @@ tricks do not help). Through an HTTP proxy that address is the proxy's, so leave
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import ipaddress
 import os
@@ -154,11 +155,19 @@ class _WatchedHTTPHandler(urllib.request.HTTPHandler):
         return self.do_open(partial(_WatchedHTTPConnection, watch=self._watch), req)  # type: ignore[arg-type]
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One verifying TLS context per process. Building one parses the system CA bundle, 100-250 ms
+    on a small machine, which every fetch (every mention's attachment) used to pay, even over http.
+    Contexts are safe to share between threads."""
+    return ssl.create_default_context()
+
+
 class _WatchedHTTPSHandler(urllib.request.HTTPSHandler):
     def __init__(self, watch: _SocketWatch) -> None:
         super().__init__()
         self._watch = watch
-        self._tls = ssl.create_default_context()
+        self._tls = _tls_context()
 
     def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
         connection = partial(_WatchedHTTPSConnection, watch=self._watch)
