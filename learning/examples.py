@@ -386,10 +386,11 @@ class ExamplesStore(SqlStore):
     def examples(self, guild_id: int, model_key: str, *, limit: int | None = None) -> ExampleSet:
         """The server's examples that have a vector for `model_key` (the newest `limit`), oldest first."""
         snowflake("guild_id", guild_id)
+        columns = ExampleRow.__table__.columns  # plain rows, not ORM objects: this runs on refits
         with self._transaction(write=False) as session:
             revision = self._revision(session, guild_id)
             statement = (
-                sa.select(ExampleRow, EmbeddingRow.dim, EmbeddingRow.vector)
+                sa.select(*columns, EmbeddingRow.dim, EmbeddingRow.vector)
                 .join(EmbeddingRow, EmbeddingRow.example_id == ExampleRow.id)
                 .where(ExampleRow.guild_id == guild_id, EmbeddingRow.model_key == model_key)
                 .order_by(ExampleRow.id.desc())
@@ -397,12 +398,18 @@ class ExamplesStore(SqlStore):
             if limit is not None:
                 statement = statement.limit(limit)
             rows = list(reversed(session.execute(statement).all()))
-        examples = tuple(row[0].to_example() for row in rows)
-        dims = {row[1] for row in rows}
+        examples = tuple(
+            Example(
+                **{name: row._mapping[name] for name in Example.__slots__ if name != "origin"},
+                origin=ExampleOrigin(row._mapping["origin"]),
+            )
+            for row in rows
+        )
+        dims = {row.dim for row in rows}
         if len(dims) > 1:  # one model revision has one dimension; anything else is corrupt
             raise ExamplesError("Stored example embeddings disagree in dimension; re-confirm the examples.")
         vectors = (
-            np.stack([np.frombuffer(row[2], dtype=np.float32) for row in rows])
+            np.frombuffer(b"".join(row.vector for row in rows), dtype=np.float32).reshape(len(rows), -1)
             if rows
             else np.zeros((0, 0), dtype=np.float32)
         )
