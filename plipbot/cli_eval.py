@@ -18,7 +18,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,11 @@ from plipbot.errors import InputFileError, LabelSetError
 
 DEFAULT_OUT = Path("plipbot-eval")
 BEST_MARK = "*"
+if TYPE_CHECKING:
+    from evaluation.datasets import LabelledImages
+    from evaluation.zeroshot_eval import TemplateScore, ZeroShotEvaluation
+    from model.zeroshot import LabelSet
+
 # Evaluation measures the model as published, so it runs the reference precision unless asked
 # otherwise (`--precision auto|bf16|...` measures a deployment's fast path against it).
 EVAL_PRECISION = "fp32"
@@ -113,7 +118,7 @@ def register(sub: Any) -> None:
 class EvalLabelSet:
     """The label set to evaluate and how its dataset names class folders (a preset's mapping)."""
 
-    label_set: Any  # model.zeroshot.LabelSet
+    label_set: LabelSet
     folder_names: dict[str, str]
 
 
@@ -148,7 +153,7 @@ def embed_paths(container: Container, paths: list[Path], description: str) -> np
 class LabelledEmbeddings:
     """A class-folder dataset embedded and matched to a label set."""
 
-    dataset: Any  # evaluation.datasets.LabelledImages
+    dataset: LabelledImages
     embeddings: np.ndarray
     y_true: np.ndarray  # label index per image
     folder_of_label: tuple[str, ...]  # class folder name per label index
@@ -178,7 +183,9 @@ def _print_json(payload: object) -> None:
 # ---------------------------------------------------------------- zeroshot
 
 
-def _zero_shot_json(container: Container, data: LabelledEmbeddings, result: Any) -> dict[str, Any]:
+def _zero_shot_json(
+    container: Container, data: LabelledEmbeddings, result: ZeroShotEvaluation
+) -> dict[str, Any]:
     from evaluation.zeroshot_eval import label_set_templates
 
     metrics = result.metrics
@@ -205,7 +212,7 @@ def _zero_shot_json(container: Container, data: LabelledEmbeddings, result: Any)
     }
 
 
-def _write_predictions(path: Path, data: LabelledEmbeddings, result: Any) -> None:
+def _write_predictions(path: Path, data: LabelledEmbeddings, result: ZeroShotEvaluation) -> None:
     labels = result.label_set.texts
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as handle:
@@ -218,7 +225,9 @@ def _write_predictions(path: Path, data: LabelledEmbeddings, result: Any) -> Non
             )
 
 
-def _print_zero_shot(container: Container, data: LabelledEmbeddings, result: Any, files: list[Path]) -> None:
+def _print_zero_shot(
+    container: Container, data: LabelledEmbeddings, result: ZeroShotEvaluation, files: list[Path]
+) -> None:
     from evaluation.zeroshot_eval import label_set_templates
 
     metrics, identity = result.metrics, container.encoder.identity
@@ -253,7 +262,7 @@ def _print_zero_shot(container: Container, data: LabelledEmbeddings, result: Any
     print("wrote " + ", ".join(str(f) for f in files))
 
 
-def _print_templates_report(rows: list[Any]) -> None:
+def _print_templates_report(rows: list[TemplateScore]) -> None:
     width = max(len("template"), *(len(r.template) for r in rows))
     print()
     print(f"{'template':<{width}}  weighted F1  macro F1  accuracy")
