@@ -161,20 +161,41 @@ def loo_grid(
     *,
     alphas: Sequence[float] = ALPHAS,
     betas: Sequence[float] = BETAS,
+    queries: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(len(betas), len(alphas), n) bool: is each example right when left out of the cache?"""
+    """(len(betas), len(alphas), q) bool: is each example right when left out of the cache?
+
+    `queries` (indices) limits which examples are left out and scored, each against the cache of all
+    the others; default: every example.
+    """
     keys = _normalised(keys)
     label_index = np.asarray(labels, dtype=np.int64)
     zs = np.asarray(zs_logits, dtype=np.float64)
     _check(keys, label_index, zs)
+    chosen = np.arange(keys.shape[0]) if queries is None else np.asarray(queries, dtype=np.int64)
     values = one_hot(label_index, zs.shape[1])
-    correct = np.zeros((len(betas), len(alphas), keys.shape[0]), dtype=bool)
-    distances = _distances(keys)
+    correct = np.zeros((len(betas), len(alphas), chosen.size), dtype=bool)
+    distances = 1.0 - np.clip(keys[chosen] @ keys.T, -1.0, 1.0)  # (q, n)
+    rows = np.arange(chosen.size)
     for b, beta in enumerate(betas):
-        cache = _affinities(distances, beta) @ values
+        affinity = np.exp(np.float32(-beta) * distances)
+        affinity[rows, chosen] = 0.0  # an example is never its own neighbour
+        cache = affinity @ values
         for a, alpha in enumerate(alphas):
-            correct[b, a] = np.argmax(zs + alpha * cache, axis=1) == label_index
+            correct[b, a] = np.argmax(zs[chosen] + alpha * cache, axis=1) == label_index[chosen]
     return correct
+
+
+MAX_LOO_QUERIES = 256
+"""Above this many examples, leave-one-out scores a fixed sample of them (each still against all the
+others), so a refit stays O(n) in the examples rather than O(n^2)."""
+
+
+def loo_queries(n: int, limit: int = MAX_LOO_QUERIES) -> np.ndarray | None:
+    """A fixed (seeded) sample of example indices to score, or None for all of them."""
+    if n <= limit:
+        return None
+    return np.sort(np.random.default_rng(0).choice(n, size=limit, replace=False))
 
 
 def _choose(accuracy: np.ndarray, alphas: Sequence[float], betas: Sequence[float]) -> tuple[int, int]:
@@ -206,10 +227,12 @@ def fit_adapter(
     if n == 0:
         return AdapterFit(None, 0, float("nan"), float("nan"), 0.0, 0.0, "no confirmed examples")
     _check(keys, label_index, zs)
-    zs_accuracy = float(np.mean(np.argmax(zs, axis=1) == label_index))
+    queries = loo_queries(n)
+    scored = slice(None) if queries is None else queries
+    zs_accuracy = float(np.mean(np.argmax(zs[scored], axis=1) == label_index[scored]))
     if n < 2:
         return AdapterFit(None, n, zs_accuracy, float("nan"), 0.0, 0.0, "one example is too few")
-    accuracy = loo_grid(keys, label_index, zs, alphas=alphas, betas=betas).mean(axis=2)
+    accuracy = loo_grid(keys, label_index, zs, alphas=alphas, betas=betas, queries=queries).mean(axis=2)
     b, a = _choose(accuracy, alphas, betas)
     loo = float(accuracy[b, a])
     alpha, beta = float(alphas[a]), float(betas[b])

@@ -13,6 +13,7 @@ from model.adapter import (
     CacheAdapter,
     fit_adapter,
     loo_grid,
+    loo_queries,
     moved_labels,
     nested_loo_predictions,
     one_hot,
@@ -123,3 +124,14 @@ def test_moved_labels(before: list[float], after: list[float], moved: list[int])
 def test_grids_are_sorted_and_positive() -> None:
     assert list(ALPHAS) == sorted(ALPHAS) and min(ALPHAS) > 0
     assert list(BETAS) == sorted(BETAS) and min(BETAS) > 0
+
+
+def test_sampled_leave_one_out_scores_the_same_examples_the_same_way() -> None:
+    data = separable_but_misnamed(seed=4)
+    keys, labels = data.train, data.train_labels
+    zs = data.zs_logits(keys)
+    queries = np.array([0, 5, 17, 42, 101, 159])
+    full = loo_grid(keys, labels, zs)
+    sampled = loo_grid(keys, labels, zs, queries=queries)
+    np.testing.assert_array_equal(sampled, full[:, :, queries])
+    assert loo_queries(256) is None and len(loo_queries(1000)) == 256  # type: ignore[arg-type]
