@@ -39,6 +39,8 @@ COPY ingest/ ingest/
 COPY store/ store/
 COPY workers/ workers/
 COPY bot/ bot/
+COPY evaluation/ evaluation/
+COPY learning/ learning/
 # hadolint ignore=DL3013
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install . \
