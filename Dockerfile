@@ -49,6 +49,12 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 # ---------------------------------------------------------------------------------------- runtime
 FROM ${PYTHON_IMAGE} AS runtime
 
+# Tesseract reads text burned into images (slide labels, forms) for the PHI screen (ingest/ocr.py).
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng \
+    && rm -rf /var/lib/apt/lists/*
+
 ARG UID=10001
 ARG GID=10001
 RUN groupadd --system --gid "${GID}" plipbot \
