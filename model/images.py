@@ -7,6 +7,11 @@ instead of being half-filled with grey, and every Pillow mode ends up as the RGB
 orientation applied, transparency over white (the colour of a glass slide's background), 16-bit and
 float images scaled rather than clipped.
 
+Memory is bounded per decode (about 300 MiB at the default limits, measured by
+bench/decode_bench.py): the decoder's own need is estimated from the header and refused above a
+budget, large pictures are decoded at reduced scale, and mode conversion runs in strips of rows, so
+no whole-image float64 copy ever exists. A per-process semaphore bounds how many decodes run at once.
+
 Limits are passed per call (`ImageLimits`); nothing here touches Pillow's module-level settings such as
 `Image.MAX_IMAGE_PIXELS` or `ImageFile.LOAD_TRUNCATED_IMAGES`.
 """
