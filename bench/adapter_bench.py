@@ -139,10 +139,18 @@ def server_rows(
         )
         return adapted_step()
 
+    def refit_only() -> object:
+        adapters.invalidate(GUILD)  # what another worker process does after a confirmation elsewhere
+        return adapted_step()
+
+    state_read = timings_ms(lambda: store.state(GUILD, CHANNEL), repeats * 4)
+    reread = timings_ms(refit_only, max(5, repeats // 2))
     refit = timings_ms(confirm_and_refit, max(5, repeats // 2))
     store.forget_guild(GUILD)
     return [
         (f"+ adapter step, {n} examples, cached ({state})", *summary(hit)),
+        ("    of which the revision + switch read", *summary(state_read)),
+        (f"+ refit: read {n} examples + leave-one-out fit", *summary(reread)),
         (f"+ confirmation write + refit, {n} examples", *summary(refit)),
     ]
 
