@@ -167,8 +167,10 @@ class AnswersCog(commands.Cog):
             return
         attachments = [attachment_of(a) for a in message.attachments]
         images, others = image_attachments(attachments, services.settings.discord.max_images)
-        replies: list[Reply] = []
-        async with message.channel.typing():
+
+        async def answer() -> list[Reply]:
+            assert message.guild is not None and bot_user is not None
+            replies: list[Reply] = []
             for image in images:
                 replies.append(
                     await asyncio.to_thread(
@@ -180,6 +182,15 @@ class AnswersCog(commands.Cog):
             elif not images:
                 text = strip_mentions(message.content, bot_user.id)
                 replies.append(await asyncio.to_thread(services.search_text, text, guild_id=message.guild.id))
+            return replies
+
+        # The answer starts before the typing indicator's request, not after its round trip to Discord.
+        work = asyncio.ensure_future(answer())
+        try:
+            async with message.channel.typing():
+                replies = await work
+        finally:
+            work.cancel()  # no-op once done; stops the answer if typing failed or we were cancelled
         target: discord.abc.Messageable = message.channel
         if config.threads and isinstance(message.channel, discord.TextChannel):
             name = f"plipbot · {images[0].filename if images else 'search'}"[:100]
