@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import heapq
 import http.client
 import ipaddress
+import itertools
 import os
 import socket
 import ssl
 import threading
+import time
 import urllib.request
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -121,6 +125,63 @@ class _SocketWatch:
                 _shutdown(sock)
 
 
+class _Deadlines:
+    """Every fetch's deadline on one daemon thread.
+
+    A `threading.Timer` per fetch started a thread for every attachment, several milliseconds of a
+    mention on a busy 2-core machine. Deadlines of equal timeouts arrive in order, so a new one only
+    wakes the thread when it comes first; a cancelled one is dropped when it reaches the front.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._cancelled: set[int] = set()
+        self._tokens = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def call_later(self, delay_s: float, callback: Callable[[], None]) -> int:
+        """Run `callback` on the deadline thread in `delay_s` seconds unless cancelled; returns a token."""
+        with self._cond:
+            token = next(self._tokens)
+            heapq.heappush(self._heap, (time.monotonic() + delay_s, token, callback))
+            if self._thread is None or not self._thread.is_alive():  # first use, or after a fork
+                self._thread = threading.Thread(target=self._run, name="plipbot-fetch-deadlines", daemon=True)
+                self._thread.start()
+            elif self._heap[0][1] == token:
+                self._cond.notify()
+            return token
+
+    def cancel(self, token: int) -> None:
+        with self._cond:
+            self._cancelled.add(token)
+
+    def _next_due(self) -> Callable[[], None]:
+        with self._cond:
+            while True:
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                when, token, callback = self._heap[0]
+                if token in self._cancelled:
+                    heapq.heappop(self._heap)
+                    self._cancelled.discard(token)
+                    continue
+                remaining = when - time.monotonic()
+                if remaining > 0:
+                    self._cond.wait(remaining)
+                    continue
+                heapq.heappop(self._heap)
+                return callback
+
+    def _run(self) -> None:
+        while True:
+            self._next_due()()
+
+
+_DEADLINES = _Deadlines()
+
+
 def _shutdown(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):  # already closed by the other side, or by us
         sock.shutdown(socket.SHUT_RDWR)
@@ -192,12 +253,10 @@ def _build_opener(watch: _SocketWatch) -> urllib.request.OpenerDirector:
 
 def _fetch_http(url: str, max_bytes: int, timeout_s: float, untrusted: bool) -> bytes:
     watch = _SocketWatch(allow_private=not untrusted)
-    watchdog = threading.Timer(timeout_s, watch.expire)
-    watchdog.daemon = True
     headers = {"User-Agent": _USER_AGENT, "Accept": "image/*, */*;q=0.5"}
     request = urllib.request.Request(url, headers=headers)  # noqa: S310 (the caller checked the scheme)
     host = urlsplit(url).hostname or url
-    watchdog.start()
+    watchdog = _DEADLINES.call_later(timeout_s, watch.expire)
     try:
         with _build_opener(watch).open(request, timeout=timeout_s) as response:
             declared = response.headers.get("Content-Length", "").strip()
@@ -226,7 +285,7 @@ def _fetch_http(url: str, max_bytes: int, timeout_s: float, untrusted: bool) -> 
     except ValueError as err:  # malformed URL: bad port, no host, control characters
         raise FetchError("That link is not a valid URL.", url=url) from err
     finally:
-        watchdog.cancel()
+        _DEADLINES.cancel(watchdog)
 
 
 def _read_capped(response: http.client.HTTPResponse, max_bytes: int, expected: int | None) -> bytes:

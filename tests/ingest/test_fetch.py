@@ -252,3 +252,17 @@ def test_fetch_error_survives_pickling() -> None:
         404,
         False,
     )
+
+
+def test_deadlines_fire_in_order_unless_cancelled() -> None:
+    from ingest.fetch import _Deadlines
+
+    deadlines = _Deadlines()
+    fired: list[str] = []
+    done = threading.Event()
+    deadlines.call_later(0.2, lambda: fired.append("late") or done.set())
+    cancelled = deadlines.call_later(0.05, lambda: fired.append("cancelled"))
+    deadlines.call_later(0.1, lambda: fired.append("early"))  # queued after "late", due before it
+    deadlines.cancel(cancelled)
+    assert done.wait(5)
+    assert fired == ["early", "late"]
