@@ -43,6 +43,7 @@ from store.edge import EdgeCaseStore
 from store.ids import import_point_id
 from store.records import CaseHit, CasePayload, CaseRecord, ModelKey, SearchFilter
 from store.similar import COLLAPSE_COSINE
+from store.tuning import RESCORE_OVERSAMPLING, SEARCH_HNSW_EF
 
 MODEL = ModelKey("bench", "0" * 8)
 K = 10
@@ -75,7 +76,7 @@ class Result:
     upsert_s: float = 0.0
     build_s: float = 0.0
     reopen_s: float = 0.0
-    indexed: dict[str, Timings] = field(default_factory=dict)
+    indexed: dict[tuple[str, int], Timings] = field(default_factory=dict)
     exact: dict[str, Timings] = field(default_factory=dict)
     numpy: dict[str, Timings] = field(default_factory=dict)
 
@@ -162,14 +163,19 @@ def numpy_search(corpus: Corpus, query: np.ndarray, search_filter: SearchFilter 
 
 
 @contextmanager
-def exact_search() -> Iterator[None]:
-    """Searches of the edge store inside are exact (no graph, float vectors): the baseline."""
-    indexed = store.edge._SEARCH_PARAMS
-    store.edge._SEARCH_PARAMS = EXACT_PARAMS
+def search_params(params: qe.SearchParams) -> Iterator[None]:
+    """Searches of the edge store inside use `params` (exact: the baseline; another `hnsw_ef`)."""
+    configured = store.edge._SEARCH_PARAMS
+    store.edge._SEARCH_PARAMS = params
     try:
         yield
     finally:
-        store.edge._SEARCH_PARAMS = indexed
+        store.edge._SEARCH_PARAMS = configured
+
+
+def with_ef(ef: int) -> qe.SearchParams:
+    quantization = qe.QuantizationSearchParams(rescore=True, oversampling=RESCORE_OVERSAMPLING)
+    return qe.SearchParams(hnsw_ef=ef, quantization=quantization)
 
 
 def timed(call: Callable[[], object]) -> tuple[float, object]:
@@ -217,8 +223,9 @@ def run_size(args: argparse.Namespace, size: int, workdir: Path) -> Result:
     assert store_.count() == size
     result.reopen_s = time.perf_counter() - began
 
-    for table in (result.indexed, result.exact, result.numpy):
+    for table in (result.exact, result.numpy):
         table.update({label: Timings() for label in LABELS})
+    result.indexed.update({(label, ef): Timings() for label in LABELS for ef in args.ef})
 
     def rows(hits: object) -> list[int]:
         return [row_of_id[hit.id] for hit in hits]  # type: ignore[attr-defined]
@@ -233,18 +240,21 @@ def run_size(args: argparse.Namespace, size: int, workdir: Path) -> Result:
             def search(q: np.ndarray = query, f: SearchFilter | None = search_filter) -> list[CaseHit]:
                 return store_.search(q, k=K, filter=f)
 
-            indexed_ms, indexed_hits = timed(search)
-            with exact_search():
+            with search_params(EXACT_PARAMS):
                 exact_ms, exact_hits = timed(search)
             numpy_ms, numpy_rows = timed(lambda q=query, f=search_filter: numpy_search(corpus, q, f))
             truth = set(rows(exact_hits))
-            for table, ms, found in (
-                (result.indexed, indexed_ms, rows(indexed_hits)),
-                (result.exact, exact_ms, list(truth)),
-                (result.numpy, numpy_ms, numpy_rows),
-            ):
-                table[label].ms.append(ms)
-                table[label].recall.append(len(truth & set(found)) / max(1, len(truth)))  # type: ignore[arg-type]
+            measured = [
+                (result.exact[label], exact_ms, list(truth)),
+                (result.numpy[label], numpy_ms, numpy_rows),
+            ]
+            for ef in args.ef:
+                with search_params(with_ef(ef)):
+                    indexed_ms, indexed_hits = timed(search)
+                measured.append((result.indexed[label, ef], indexed_ms, rows(indexed_hits)))
+            for timings, ms, found in measured:
+                timings.ms.append(ms)
+                timings.recall.append(len(truth & set(found)) / max(1, len(truth)))  # type: ignore[arg-type]
     store_.close()
     shutil.rmtree(root, ignore_errors=True)
     return result
@@ -264,20 +274,21 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def table_rows(results: list[Result]) -> tuple[list[str], list[list[str]]]:
+def table_rows(results: list[Result], efs: list[int]) -> tuple[list[str], list[list[str]]]:
     header = [
-        "cases", "search", "indexed p50", "p95", "p99", "recall@10",
+        "cases", "search", "hnsw_ef", "indexed p50", "p95", "p99", "recall@10",
         "exact p50", "p99", "numpy p50", "exact/indexed", "numpy/indexed",
     ]  # fmt: skip
     body = []
     for result in results:
-        for label in LABELS:
-            indexed, exact, numpy_ = result.indexed[label], result.exact[label], result.numpy[label]
+        for label, ef in ((label, ef) for label in LABELS for ef in efs):
+            indexed, exact, numpy_ = result.indexed[label, ef], result.exact[label], result.numpy[label]
             p50 = pct(indexed.ms, 50)
             body.append(
                 [
                     f"{result.size:,}",
                     label,
+                    f"{ef}" + (" (default)" if ef == SEARCH_HNSW_EF else ""),
                     f"{p50:.2f}",
                     f"{pct(indexed.ms, 95):.2f}",
                     f"{pct(indexed.ms, 99):.2f}",
@@ -327,6 +338,9 @@ def main() -> None:
     parser.add_argument("--shared-fraction", type=float, default=0.3, help="share of cases stamped shared")
     parser.add_argument("--repost-fraction", type=float, default=0.02, help="cross-server reposts")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--ef", type=int, nargs="+", default=[SEARCH_HNSW_EF], help="HNSW search ef values to compare"
+    )
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
     parser.add_argument("--workdir", type=Path, default=None, help="where shards go (default: a temp dir)")
     args = parser.parse_args()
@@ -343,7 +357,7 @@ def main() -> None:
         f"latencies in ms; CPU: {cpu_name()}. Baselines in the same run: exact search through the same "
         "store, numpy brute force. recall@10 against exact search.\n"
     )
-    print(render(*table_rows(results), args.markdown))
+    print(render(*table_rows(results, args.ef), args.markdown))
     print()
     print(render(*write_rows(results), args.markdown))
 
