@@ -1,7 +1,7 @@
 """Recall and false positives of the PHI screen, per category, before and after, and of the candidate
 libraries, on the labelled caption set of tests/ingest/phi_captions.py.
 
-    .venv/bin/python bench/phi_bench.py [--before REV] [--candidates] [--show-misses]
+    .venv/bin/python bench/phi_bench.py [--before REV] [--candidates] [--show-misses] [--ocr N]
 
 A caption counts as caught when the screen reports anything for it (held or rejected); a clean
 caption counts as a false positive on the same rule. "before" is `ingest/phi.py` as of REV (read with
@@ -17,6 +17,11 @@ evaluated, where importable (they are not dependencies; install them into a scra
   speech stand-in, since `nltk.pos_tag` needs tagger data that is not on PyPI.
 
 Timing is per caption, mean and worst, on this CPU, in the same process.
+
+`--ocr N` also reads N generated slide-label photographs (tests/ingest/slide_labels.py: two thirds
+with a name, record number, accession number or date of birth, one third clean) through
+`ingest.ocr` and the image-text screen, and prints recall per rotation, false positives, and time
+per image (wall, and Tesseract's own CPU time).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import argparse
 import importlib.util
 import platform
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -161,6 +167,7 @@ def main() -> None:
     parser.add_argument("--before", default=BEFORE_REV, help="git revision of the 'before' screen")
     parser.add_argument("--candidates", action="store_true", help="also run the evaluated libraries")
     parser.add_argument("--show-misses", action="store_true", help="list the new screen's errors")
+    parser.add_argument("--ocr", type=int, default=0, metavar="N", help="also OCR N slide-label images")
     args = parser.parse_args()
 
     captions = labelled_captions()
@@ -224,6 +231,49 @@ def main() -> None:
             what = "missed" if caption.has_phi else "false positive"
             text = re.sub(r"\s+", " ", caption.text)
             print(f"  {what:15} [{caption.category}] {text!r} {caption.tags}")
+
+
+    if args.ocr:
+        ocr_table(args.ocr)
+
+
+def ocr_table(n: int) -> None:
+    from ingest.ocr import read_text, tesseract_path
+    from ingest.phi import screen_image_text
+    from tests.ingest.slide_labels import slide_labels
+
+    if tesseract_path() is None:
+        print("\nOCR: tesseract is not installed, skipped")
+        return
+    labels = slide_labels(n_identifier=n - n // 3, n_clean=n // 3)
+    walls: list[float] = []
+    by_rotation: dict[str, list[bool]] = {}
+    false_positives: list[bool] = []
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for label in labels:
+        started = time.perf_counter()
+        flagged = bool(screen_image_text(read_text(label.image)))
+        walls.append(time.perf_counter() - started)
+        if label.has_phi:
+            by_rotation.setdefault(f"{label.rotation} deg", []).append(flagged)
+            by_rotation.setdefault(f"{label.size} px font", []).append(flagged)
+        else:
+            false_positives.append(flagged)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (children.ru_utime + children.ru_stime) - (children_before.ru_utime + children_before.ru_stime)
+    hits = [flag for key, flags in by_rotation.items() if key.endswith("deg") for flag in flags]
+    print(f"\nOCR on {len(labels)} generated slide-label photographs (900x700), CPU: {cpu_name()}")
+    print(f"{'':24}{'n':>4}{'recall':>10}")
+    for key, flags in sorted(by_rotation.items(), key=lambda item: (item[0].endswith("font"), item[0])):
+        print(f"{key:24}{len(flags):>4}{sum(flags) / len(flags):>10.2f}")
+    print(f"{'all identifiers':24}{len(hits):>4}{sum(hits) / len(hits):>10.2f}")
+    share = sum(false_positives) / max(1, len(false_positives))
+    print(f"{'clean labels flagged':24}{len(false_positives):>4}{share:>10.2f}")
+    walls.sort()
+    print(
+        f"time per image: mean {sum(walls) / len(walls) * 1000:.0f} ms, worst {walls[-1] * 1000:.0f} ms "
+        f"(wall); tesseract CPU {cpu / len(labels) * 1000:.0f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,9 @@ from ingest.clean import CleanImage, clean_image
 from ingest.consent_ledger import ConsentLedger, ConsentScope
 from ingest.fetch import fetch_bytes
 from ingest.gate import PathologyGate
+from ingest.ocr import OcrSettings, OcrUnavailable, read_text
 from ingest.phash import hamming, perceptual_hash
-from ingest.phi import screen_caption
+from ingest.phi import screen_image_text, screen_post, summarise
 from model.identity import ModelIdentity
 from model.images import ImageLimits, decode_image
 from plipbot.errors import PlipbotError
@@ -132,6 +133,7 @@ class IngestPipeline:
         self.consent_ledger = consent_ledger
         self.settings = settings
         self.gate = gate
+        self.ocr_settings = OcrSettings(timeout_s=settings.ocr_timeout_s, max_side=settings.ocr_max_side)
         self.limits = ImageLimits(
             max_bytes=settings.max_bytes,
             max_pixels=settings.max_pixels,
@@ -157,7 +159,8 @@ class IngestPipeline:
     # ------------------------------------------------------------------ stages
 
     def _prepare(self, post: PostImage) -> _Prepared | IngestResult:
-        """fetch -> validate -> clean -> screen captions; any failure is a result, not an exception."""
+        """fetch -> validate -> screen (caption, tags, image text) -> clean; any failure is a result,
+        not an exception."""
         try:
             data = (
                 post.image
@@ -169,29 +172,60 @@ class IngestPipeline:
             decoded = decode_image(data, self.limits)
         except PlipbotError as err:
             return IngestResult(post.point_id, Outcome.REJECTED, err.user_message, name=post.name)
-        findings = screen_caption(post.caption)
-        high = [f for f in findings if f.confidence == "high"]
-        if high:
-            kinds = ", ".join(sorted({f.kind.replace("_", " ") for f in high}))
-            return IngestResult(
-                post.point_id,
-                Outcome.REJECTED,
-                f"caption contains a likely identifier ({kinds})",
-                name=post.name,
-            )
-        if findings:
-            kinds = ", ".join(sorted({f.kind.replace("_", " ") for f in findings}))
-            return IngestResult(
-                post.point_id,
-                Outcome.HELD,
-                f"caption may contain an identifier ({kinds}); held for a moderator",
-                name=post.name,
-            )
+        screened = self._screen(post, decoded.image)
+        if screened is not None:
+            return screened
         clean = clean_image(decoded)
         prepared = _Prepared(post, clean, perceptual_hash(clean.image))
         if decoded.frames > 1:
             prepared.notes.append(f"first of {decoded.frames} frames")
         return prepared
+
+    def _screen(self, post: PostImage, image: Image.Image) -> IngestResult | None:
+        """Caption and tags first (a likely identifier rejects, a possible one holds), then the text
+        burned into the image (anything found holds: OCR misreads, so a person looks). None: clear.
+        Results name the kinds found, never the text."""
+        findings = screen_post(post.caption, post.tags)
+        high = [f for f in findings if f.confidence == "high"]
+        where = "caption" if all(f.where == "caption" for f in findings) else "caption or tags"
+        if high:
+            return IngestResult(
+                post.point_id,
+                Outcome.REJECTED,
+                f"{where} contains a likely identifier ({summarise(high)})",
+                name=post.name,
+            )
+        if findings:
+            return IngestResult(
+                post.point_id,
+                Outcome.HELD,
+                f"{where} may contain an identifier ({summarise(findings)})",
+                name=post.name,
+            )
+        if not self.settings.ocr:
+            return None
+        try:
+            image_text = read_text(image, self.ocr_settings)
+        except OcrUnavailable as err:
+            if self.settings.ocr_unavailable == "skip":
+                log.warning("image text not screened: %s", err)
+                return None
+            log.warning("image text not screened, post held: %s", err)
+            return IngestResult(
+                post.point_id,
+                Outcome.HELD,
+                "the text on the image could not be checked",
+                name=post.name,
+            )
+        in_image = screen_image_text(image_text)
+        if in_image:
+            return IngestResult(
+                post.point_id,
+                Outcome.HELD,
+                f"text in the image may contain an identifier ({summarise(in_image)})",
+                name=post.name,
+            )
+        return None
 
     def _embed(self, batch: list[_Prepared], *, skip_gate: bool) -> list[_Prepared | IngestResult]:
         image_vectors = self.encoder.encode_images([p.clean.image for p in batch])

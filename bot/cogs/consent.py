@@ -17,11 +17,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.cogs.common import attachment_of
+from bot.ingest_notice import ingest_notice
 from bot.reply import format_error
 from bot.services import BUSY_MESSAGE
 from ingest.consent_ledger import ConsentScope
 from plipbot.errors import ServiceUnavailableError
-from workers.case_contracts import IngestPostRequest, WithdrawRequest, WithdrawResult
+from workers.case_contracts import IngestPostRequest, IngestPostResult, WithdrawRequest, WithdrawResult
 from workers.contracts import ImageRef, TaskError
 
 if TYPE_CHECKING:
@@ -141,6 +142,7 @@ class ConsentCog(commands.Cog):
             from bot.services import strip_mentions
 
             caption = strip_mentions(caption, self.bot.user.id)
+        requests = []
         for image in images:
             request = IngestPostRequest(
                 image=ImageRef.from_url(image.url),
@@ -155,12 +157,30 @@ class ConsentCog(commands.Cog):
                 filename=image.filename,
                 guild_shares=config.sharing,
             )
-            task = asyncio.create_task(self._ingest(request))
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+            requests.append(request)
+        where = getattr(message.channel, "mention", "a case channel")
+        task = asyncio.create_task(self._ingest_post(requests, message.author, where))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
-    async def _ingest(self, request: IngestPostRequest) -> None:
-        """Queue one attachment and wait for its outcome, resending after a lost message.
+    async def _ingest_post(
+        self, requests: list[IngestPostRequest], author: discord.abc.User, where: str
+    ) -> None:
+        """Ingest a post's attachments, then tell the poster in one DM if any was held or rejected
+        (the reason names the kind of problem, never the identifier)."""
+        results = await asyncio.gather(*(self._ingest(request) for request in requests))
+        outcomes = [(r.outcome, r.reason) for r in results if isinstance(r, IngestPostResult)]
+        notice = ingest_notice(outcomes, where)
+        if notice is None:
+            return
+        try:
+            await author.send(notice)
+        except discord.HTTPException:
+            log.info("could not DM the ingest outcome to %s", author.id)
+
+    async def _ingest(self, request: IngestPostRequest) -> object:
+        """Queue one attachment and wait for its outcome (returned; None if never queued), resending
+        after a lost message.
 
         A worker killed at the wrong instant can lose a message the Redis transport had already taken
         off the queue; ingest is idempotent (deterministic point ids), so resending is always safe.
@@ -177,5 +197,5 @@ class ConsentCog(commands.Cog):
                 outcome = "unavailable" if result is None else getattr(result, "outcome", None) or result.code
                 ids = (request.message_id, request.attachment_id)
                 log.info("ingest message %s attachment %s: %s", *ids, outcome)  # the outcome, not its reason
-                return
+                return result
             await asyncio.sleep(INGEST_BACKOFF_S * attempt)
