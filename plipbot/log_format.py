@@ -41,7 +41,7 @@ _MAX_FIELD_CHARS = 200
 _CELERY_SAFE_KEYS = frozenset({"id", "name", "runtime", "description", "hostname", "internal", "eta"})
 # A positional argument of a Celery or kombu message passes when it looks like a name, an id, a host
 # or a URL; anything else (a message body, an exception's text) is replaced.
-_PLAIN_ARG = re.compile(r"[\w.:@/\[\]+-]{0,200}")
+_PLAIN_ARG = re.compile(r"[\w.:@/*\[\]+-]{0,200}")
 _EXC_NAME = re.compile(r"[A-Za-z_][\w.]*")
 
 
