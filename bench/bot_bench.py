@@ -11,7 +11,8 @@ same images, label set and k:
 - `task+render`: `services.answer_image(...)`, i.e. the task plus the reply text, chart and case grid.
 
 Each mention is also split into its parts (timers wrapped around the real functions, in this process):
-the model (image forward pass, label scoring), download from the CDN, decode, similar-case search,
+the model (image forward pass, label scoring), download from the CDN, decode, similar-case search (the vector
+search, and the lookup of the servers sharing now that the privacy filter needs),
 render (reply text, chart, case grid), the channel's configuration (a database read) and Discord
 (everything else between the gateway event and the reply upload; the fake Discord runs in this
 process, so its own work lands there too). "rest" is mention->reply minus the model, per mention.
@@ -134,6 +135,7 @@ class Probe:
 
 def install_probe() -> Probe:
     import model.images
+    import store.base
     import store.similar
     import workers.client
     import workers.runtime
@@ -146,6 +148,7 @@ def install_probe() -> Probe:
     probe.wrap(workers.runtime.WorkerResources, "image_bytes", "download")
     probe.wrap(model.images, "decode_image", "decode")
     probe.wrap(store.similar.SimilarCaseSearch, "by_vector", "search")
+    probe.wrap(store.base.CaseStore, "search", "vector search")
     probe.wrap(workers.client.TaskClient, "answer", "task")
     probe.wrap(BotServices, "answer_image", "answer")
     probe.wrap(AnswersCog, "_config", "channel config")
@@ -353,7 +356,8 @@ def breakdown(row: Row) -> dict[str, list[float]]:
         columns["rest"].append(parts["total"] - model_ms)
         columns["download"].append(get("download"))
         columns["decode"].append(get("decode"))
-        columns["search"].append(get("search"))
+        columns["vector search"].append(get("vector search"))
+        columns["sharing lookup"].append(get("search") - get("vector search"))  # servers sharing now
         columns["task, other"].append(
             get("task") - model_ms - get("download") - get("decode") - get("search")
         )
@@ -401,7 +405,7 @@ def print_tables(rows: list[Row], n: int, markdown: bool) -> None:
     print(render_table(header, body, markdown))
     print()
     parts = [
-        "model", "rest", "download", "decode", "search", "task, other", "render",
+        "model", "rest", "download", "decode", "vector search", "sharing lookup", "task, other", "render",
         "channel config", "discord",
     ]  # fmt: skip
     header = ["model", "corpus", *(f"{part} p50" for part in parts)]
