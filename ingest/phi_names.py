@@ -95,7 +95,7 @@ class NameHit:
 
 @dataclass(frozen=True)
 class NameLexicon:
-    """Philter's first names, surnames and safe words, lower case."""
+    """Philter's first names, surnames and the safe words among them ("mark", "rose"), lower case."""
 
     first_names: frozenset[str]
     last_names: frozenset[str]
@@ -140,7 +140,9 @@ def name_lexicon() -> NameLexicon | None:
             key = re.match(r"\s*(\w+)\s*=\s*\[", line)
             if key:
                 sets[key.group(1)] = frozenset(w.lower() for w in re.findall(r'"([^"\\]*)"', line))
-    return NameLexicon(sets["firstnames"], sets["lastnames"], sets["nonames"])
+    first, last = sets["firstnames"], sets["lastnames"]
+    # Only names are ever looked up among the safe words: keep those (about 2k of 195k words).
+    return NameLexicon(first, last, sets["nonames"] & (first | last))
 
 
 def find_names(text: str, *, lexicon: NameLexicon | None = None) -> Iterator[NameHit]:
