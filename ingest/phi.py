@@ -403,7 +403,8 @@ def _link_findings(text: str) -> Iterator[PhiFinding]:
         start, end = match.start(), match.start() + len(link)
         inside = urllib.parse.unquote(f"{parts.path}?{parts.query}#{parts.fragment}")
         if _LINK_DATE.search(inside):
-            yield PhiFinding(PhiKind.DATE, start, end, link, "a full date inside a link")
+            # low: blogs and journals put publication dates in links too, so a person looks
+            yield PhiFinding(PhiKind.DATE, start, end, link, "a full date inside a link", "low")
             continue
         keys = [key for key, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=False)]
         segments = [segment for segment in parts.path.split("/") if segment]
