@@ -7,7 +7,8 @@ are copied into a brand-new image, which has no metadata to forget, and re-encod
 Re-encoding is lossless PNG, so cleaning never degrades what the model sees.
 
 Burned-in text (labels, accession numbers written on the slide) is in the pixels and is not
-touched here; `ingest.phi` screens captions, and such images still need human review.
+touched here: `ingest.ocr` reads it and `ingest.phi` screens it before this stage, and a post whose
+image text looks like an identifier is held.
 """
 
 from __future__ import annotations
