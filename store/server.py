@@ -97,7 +97,8 @@ def server_errors(call: Callable[[], T], action: str) -> T:
             raise ServiceUnavailableError(UNREACHABLE_MESSAGE) from err
         raise StoreError("The case store (Qdrant) sent an answer we cannot read.") from err
     except UnexpectedResponse as err:
-        log.warning("Qdrant refused %s: %s", action, err)
+        # The status, not the response body: Qdrant may quote what it was sent (a case's payload).
+        log.warning("Qdrant refused %s: HTTP %s", action, err.status_code)
         if err.status_code is not None and err.status_code >= 500:
             raise ServiceUnavailableError(UNREACHABLE_MESSAGE) from err
         if err.status_code in _HTTP_UNAUTHORISED:
