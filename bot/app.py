@@ -48,10 +48,12 @@ class PlipBot(commands.Bot):
         from bot.cogs.answers import AnswersCog
         from bot.cogs.consent import ConsentCog
         from bot.cogs.learning import LearningCog
+        from bot.cogs.privacy import PrivacyCog
 
         await self.add_cog(AnswersCog(self))
         await self.add_cog(AdminCog(self))
         await self.add_cog(ConsentCog(self))
+        await self.add_cog(PrivacyCog(self))
         if self.services.examples is not None:
             await self.add_cog(LearningCog(self))
         guild_id = self.services.settings.discord.sync_guild_id

@@ -17,7 +17,7 @@ One bad image never stops a batch: every failure becomes an `IngestResult` with 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -73,7 +73,8 @@ class PostImage:
     """One image of one post (or one imported file), with everything the payload needs.
 
     `scope` is set for bulk imports (the operator decides); for Discord posts it is None and comes
-    from the author's consent and the server's sharing choice at upsert time.
+    from the author's consent and the server's sharing choice, both read at upsert time (never from a
+    snapshot the message carried, which a moderator may have changed since).
     """
 
     point_id: str
@@ -89,7 +90,6 @@ class PostImage:
     author_id: int | None = None
     jump_link: str | None = None
     scope: ConsentScope | None = None
-    guild_shares: bool = False  # whether the server lets consenting posters share beyond it
     name: str = ""  # what to call it in a summary (file name or attachment name)
 
 
@@ -126,13 +126,17 @@ class IngestPipeline:
         consent_ledger: ConsentLedger,
         settings: IngestSettings,
         gate: PathologyGate | None = None,
+        guild_shares: Callable[[int], bool] = lambda _guild_id: False,
     ) -> None:
+        """`guild_shares(guild_id)`: whether the server's sharing is on now (the guild configuration);
+        the default shares nothing."""
         self.encoder = encoder
         self.case_store = case_store
         self.thumbnails = thumbnails
         self.consent_ledger = consent_ledger
         self.settings = settings
         self.gate = gate
+        self.guild_shares = guild_shares
         self.ocr_settings = OcrSettings(timeout_s=settings.ocr_timeout_s, max_side=settings.ocr_max_side)
         self.limits = ImageLimits(
             max_bytes=settings.max_bytes,
@@ -152,7 +156,7 @@ class IngestPipeline:
         allowed = self.consent_ledger.allows(post.author_id, post.guild_id, post.created_at)
         if allowed is None:
             return None
-        if allowed is ConsentScope.SHARED and post.guild_shares:
+        if allowed is ConsentScope.SHARED and self.guild_shares(post.guild_id):
             return ConsentScope.SHARED
         return ConsentScope.SERVER
 
@@ -339,7 +343,7 @@ class IngestPipeline:
                 results[i] = step if isinstance(step, IngestResult) else self._upsert(step)
         for result in results.values():
             # Not the reason: it may quote the caption or the attachment's link.
-            log.info("ingest %s %s", result.point_id, result.outcome.value)
+            log.info("ingest outcome: %s", result.outcome.value)  # no ids: logs outlive erasure
         return [results[i] for i in range(len(posts))]
 
     def sweep_orphan_thumbnails(self) -> int:

@@ -134,17 +134,17 @@ def run_search(args: argparse.Namespace, container: Container) -> int:
 
 
 def _forget(container: Container, user_id: int, guild_id: int | None) -> int:
-    """Withdraw and delete without loading the model: only the store, thumbnails and ledger."""
+    """Withdraw and erase the user's data from every store, without loading the model; returns the
+    number of cases deleted. A store that fails leaves the erasure open for the bot's sweep."""
     from ingest.withdrawal import forget_user
 
     return forget_user(
         consent_ledger=container.consent_ledger,
-        case_stores=container.all_case_stores(),
-        thumbnails=container.thumbnails,
+        stores=container.user_data_stores(),
         user_id=user_id,
         guild_id=guild_id,
         actor_id=OPERATOR_ACTOR_ID,
-    )
+    ).cases
 
 
 def run_consent(args: argparse.Namespace, container: Container) -> int:

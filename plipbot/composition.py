@@ -26,11 +26,13 @@ if TYPE_CHECKING:
     from model.images import ImageLimits
     from model.weights import ResolvedWeights
     from model.zeroshot import ZeroShotClassifier
+    from plipbot.user_data import UserDataStore
     from store.base import CaseStore
     from store.similar import SimilarCaseSearch
     from store.thumbnails import ThumbnailStore
     from workers.blobs import BlobStore
     from workers.client import TaskClient
+    from workers.result_erasure import TaskResultErasure
 
 
 class Container:
@@ -167,6 +169,7 @@ class Container:
             consent_ledger=self.consent_ledger,
             settings=self.settings.ingest,
             gate=self.pathology_gate,
+            guild_shares=self.guild_config.sharing,
         )
 
     @cached_property
@@ -174,7 +177,14 @@ class Container:
         """Image/text similar-case search through the privacy filter."""
         from store.similar import SimilarCaseSearch
 
-        return SimilarCaseSearch(self.encoder, self.case_store)
+        return SimilarCaseSearch(self.encoder, self.case_store, sharing_guilds=self.sharing_guilds_now)
+
+    def sharing_guilds_now(self) -> frozenset[int]:
+        """The servers whose shared cases others may see, read at every search (never cached): those
+        whose sharing is on, plus the operator's public corpus (`plipbot ingest --scope shared`)."""
+        from ingest.bulk import PUBLIC_CORPUS_GUILD
+
+        return self.guild_config.sharing_guilds() | {PUBLIC_CORPUS_GUILD}
 
     def all_case_stores(self) -> list[CaseStore]:
         """Every case collection in the store (all models ever used), for withdrawal.
@@ -192,6 +202,45 @@ class Container:
             self._other_stores[store.collection] = store
             opened[store.collection] = store
         return list(opened.values())
+
+    @cached_property
+    def task_results(self) -> TaskResultErasure | None:
+        """Stored task results (Redis) that may show users' cases; None in embedded mode, which
+        stores none."""
+        url = self.settings.result_backend_url or self.settings.broker_url
+        if url is None:
+            return None
+        import redis
+
+        from workers.result_erasure import TaskResultErasure
+
+        timeout_s = self.settings.workers.connect_timeout_s
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=timeout_s, socket_timeout=max(5.0, timeout_s)
+        )
+        return TaskResultErasure(client, prefix=self.settings.workers.key_prefix)
+
+    def user_data_stores(self) -> list[UserDataStore]:
+        """Every store that holds something a user posted, typed or confirmed, for withdrawal and for
+        messages deleted on Discord (`plipbot.user_data`). This is the one list: a store of user data
+        missing here is a privacy bug, so adding such a store means adding it here.
+
+        - every case collection (all models ever used) with the thumbnails of its cases;
+        - feedback votes, first-post notices, confirmed examples (learning);
+        - stored task results that show cases (Redis), when workers run behind a broker.
+
+        Not listed, on purpose: the consent ledger (the durable record of consent and of each erasure,
+        which must outlive them); bulk-import journals (an operator's file names and outcomes, no
+        Discord user); uploaded blobs (content-addressed bytes of a question, no user or message id,
+        gone after `workers.blob_ttl_s`).
+        """
+        from store.erasure import CaseErasure
+
+        stores: list[UserDataStore] = [CaseErasure(s, self.thumbnails) for s in self.all_case_stores()]
+        stores += [self.feedback, self.guild_config, self.examples_store]
+        if self.task_results is not None:
+            stores.append(self.task_results)
+        return stores
 
     def for_new_process(self) -> Container:
         """A fresh Container on the same settings, for a forked worker child: a child must not share
@@ -211,6 +260,9 @@ class Container:
         for name in ("case_store", "consent_ledger", "guild_config", "feedback", "examples_store"):
             if name in self.__dict__:
                 self.__dict__.pop(name).close()
+        task_results = self.__dict__.pop("task_results", None)
+        if task_results is not None:
+            task_results.close()
 
     @cached_property
     def celery_app(self) -> Celery:

@@ -156,7 +156,9 @@ class EdgeCaseStore(CaseStore):
         self.path = Path(root) / self.collection
         self._shard: qe.EdgeShard | None = None
         self._dim: int | None = None
-        self._lock = threading.RLock()  # a purge swaps the shard; no call may run on it meanwhile
+        # A purge swaps the shard: every engine call resolves `_open_shard` under this lock, so none
+        # can run on the shard being closed (the bot's threads and the embedded worker share a store).
+        self._lock = threading.RLock()
         self._recover_interrupted_purge()
         self._unindexed = 0  # points written since the last optimize, a lower bound after reopening
         if (self.path / _CONFIG_FILE).exists():
@@ -218,17 +220,15 @@ class EdgeCaseStore(CaseStore):
         self._dim = dim
 
     def _ensure_payload_indexes(self) -> None:
-        shard = self._open_shard
-        existing = self._engine(lambda: shard.info().payload_schema, "inspect")
+        existing = self._engine(lambda: self._open_shard.info().payload_schema, "inspect")
         for field_name, kind in INDEXED_FIELDS.items():
             if field_name not in existing:
                 operation = qe.UpdateOperation.create_field_index(field_name, _index_schema(field_name, kind))
-                self._engine(lambda operation=operation: shard.update(operation), "index")
+                self._engine(lambda operation=operation: self._open_shard.update(operation), "index")
 
     def _upsert(self, records: Sequence[CaseRecord]) -> None:
         points = [qe.Point(record.id, record.vectors(), record.payload.to_storage()) for record in records]
-        shard = self._open_shard
-        self._engine(lambda: shard.update(qe.UpdateOperation.upsert_points(points)), "write")
+        self._engine(lambda: self._open_shard.update(qe.UpdateOperation.upsert_points(points)), "write")
         self._unindexed += len(points)
         self._optimize_if_due()
 
@@ -237,9 +237,8 @@ class EdgeCaseStore(CaseStore):
             self._optimize()
 
     def _optimize(self) -> None:
-        shard = self._open_shard
         pending, started = self._unindexed, time.perf_counter()
-        self._engine(shard.optimize, "index")
+        self._engine(lambda: self._open_shard.optimize(), "index")
         self._unindexed = 0
         log.info(
             "indexed the case store %s (%d new points) in %.1f s",
@@ -249,18 +248,17 @@ class EdgeCaseStore(CaseStore):
         )
 
     def _retrieve(self, ids: Sequence[str]) -> list[CaseRecord]:
-        shard = self._open_shard
-        points = self._engine(lambda: shard.retrieve(list(ids), with_payload=True, with_vector=True), "read")
+        points = self._engine(
+            lambda: self._open_shard.retrieve(list(ids), with_payload=True, with_vector=True), "read"
+        )
         return [_record(point) for point in points]
 
     def _count(self, criteria: PointCriteria | None) -> int:
-        shard = self._open_shard
         request = qe.CountRequest(exact=True, filter=_edge_filter(criteria))
-        return self._engine(lambda: shard.count(request), "count")
+        return self._engine(lambda: self._open_shard.count(request), "count")
 
     def _delete(self, ids: Sequence[str]) -> None:
-        shard = self._open_shard
-        self._engine(lambda: shard.update(qe.UpdateOperation.delete_points(list(ids))), "delete")
+        self._engine(lambda: self._open_shard.update(qe.UpdateOperation.delete_points(list(ids))), "delete")
 
     def _recover_interrupted_purge(self) -> None:
         """Finish or undo a purge that a crash cut short (see `_purge_deleted`)."""
@@ -315,16 +313,14 @@ class EdgeCaseStore(CaseStore):
             self._engine(old_shard.close, "close")
             self.path.rename(retired)
             rebuilt.rename(self.path)
-            self._shard = self._engine(lambda: qe.EdgeShard.load(str(self.path)), "open")
+            self._shard = self._engine(lambda: qe.EdgeShard.load(str(self.path), config), "open")
             shutil.rmtree(retired, ignore_errors=True)
 
     def _set_payload(self, criteria: PointCriteria, payload: dict[str, Any]) -> None:
-        shard = self._open_shard
         operation = qe.UpdateOperation.set_payload_by_filter(_edge_filter(criteria), payload)
-        self._engine(lambda: shard.update(operation), "write")
+        self._engine(lambda: self._open_shard.update(operation), "write")
 
     def _matching_ids(self, criteria: PointCriteria) -> list[str]:
-        shard = self._open_shard
         edge_filter = _edge_filter(criteria)
         found: list[str] = []
         offset: Any = None
@@ -332,7 +328,7 @@ class EdgeCaseStore(CaseStore):
             request = qe.ScrollRequest(
                 offset=offset, limit=_SCROLL_PAGE, filter=edge_filter, with_payload=False, with_vector=False
             )
-            page, offset = self._engine(lambda request=request: shard.scroll(request), "scroll")
+            page, offset = self._engine(lambda request=request: self._open_shard.scroll(request), "scroll")
             found.extend(str(point.id) for point in page)
             if offset is None:
                 return found
@@ -345,7 +341,6 @@ class EdgeCaseStore(CaseStore):
         criteria: PointCriteria | None,
         with_image_vector: bool,
     ) -> list[ScoredCandidate]:
-        shard = self._open_shard
         request = qe.QueryRequest(
             limit=limit,
             query=qe.Query.Nearest(vector.tolist(), using=using),
@@ -354,7 +349,7 @@ class EdgeCaseStore(CaseStore):
             with_vector=[IMAGE_VECTOR] if with_image_vector else False,
             params=_SEARCH_PARAMS,
         )
-        points = self._engine(lambda: shard.query(request), "search")
+        points = self._engine(lambda: self._open_shard.query(request), "search")
         # The vectors only feed the collapse's cosines: no `as_vector` checks (they come from the engine).
         return [
             ScoredCandidate(

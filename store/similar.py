@@ -8,7 +8,7 @@ near-duplicate collapse come from `SearchFilter`, so every caller gets them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -68,13 +68,25 @@ class SimilarCase:
 class SimilarCaseSearch:
     """Embeds a query once and asks the case store, always through the privacy filter."""
 
-    def __init__(self, encoder: QueryEncoder, case_store: CaseStore) -> None:
+    def __init__(
+        self,
+        encoder: QueryEncoder,
+        case_store: CaseStore,
+        *,
+        sharing_guilds: Callable[[], frozenset[int]] = frozenset,
+    ) -> None:
+        """`sharing_guilds()`: the servers whose sharing is on now, asked at every search (see
+        `SearchFilter.sharing_guilds`); the default shares nothing."""
         self.encoder = encoder
         self.case_store = case_store
+        self.sharing_guilds = sharing_guilds
 
     def _filter(self, guild_id: int | None, exclude_message_id: int | None) -> SearchFilter:
         return SearchFilter(
-            guild_id=guild_id, exclude_message_id=exclude_message_id, collapse_cosine=COLLAPSE_COSINE
+            guild_id=guild_id,
+            sharing_guilds=self.sharing_guilds(),
+            exclude_message_id=exclude_message_id,
+            collapse_cosine=COLLAPSE_COSINE,
         )
 
     def by_vector(

@@ -43,6 +43,9 @@ ROUTES: Mapping[str, QueueRole] = {
     "plipbot.search": "gpu",
     "plipbot.ingest_post": "ingest",
     "plipbot.withdraw": "ingest",
+    "plipbot.rescope": "ingest",
+    "plipbot.forget_messages": "ingest",
+    "plipbot.sweep_erasures": "ingest",
     "plipbot.confirm_example": "gpu",  # a moderator waits, and it may embed the image
     "plipbot.learning_test": "gpu",
 }

@@ -97,7 +97,6 @@ class IngestPostRequest(Contract):
     caption: str = Field("", max_length=4000)
     jump_link: str | None = Field(None, max_length=300)
     filename: str = Field("", max_length=300)
-    guild_shares: bool = False  # the server chose to let consenting posters share beyond it
 
 
 class IngestPostResult(Result):

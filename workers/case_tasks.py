@@ -99,7 +99,6 @@ def ingest_post(request: IngestPostRequest, context: TaskContext) -> IngestPostR
         author_id=request.author_id,
         jump_link=request.jump_link,
         name=request.filename,
-        guild_shares=request.guild_shares,
     )
     resources.encoder_ready  # noqa: B018  (loads and logs the model on first use)
     with resources.model_lock:
@@ -117,17 +116,20 @@ def ingest_post(request: IngestPostRequest, context: TaskContext) -> IngestPostR
 
 @CASE_TASKS.task("plipbot.withdraw", request=WithdrawRequest, result=WithdrawResult, idempotent=True)
 def withdraw(request: WithdrawRequest, context: TaskContext) -> WithdrawResult:
-    """Withdraw consent and delete every trace (every model's collection, thumbnails)."""
+    """Withdraw consent and erase the user's data from every store (`Container.user_data_stores`).
+
+    A store that fails leaves the erasure open: the user is told so (`ErasureIncompleteError`'s
+    message), and the bot's sweep finishes it and tells them by direct message.
+    """
     from ingest.withdrawal import forget_user
 
     container = context.resources.container
     with context.resources.model_lock:  # the embedded store has one handle per process
-        deleted = forget_user(
+        report = forget_user(
             consent_ledger=container.consent_ledger,
-            case_stores=container.all_case_stores(),
-            thumbnails=container.thumbnails,
+            stores=container.user_data_stores(),
             user_id=request.user_id,
             guild_id=request.guild_id,
             actor_id=request.actor_id,
         )
-    return WithdrawResult(deleted=deleted)
+    return WithdrawResult(deleted=report.cases)

@@ -43,6 +43,14 @@ from workers.contracts import (
     TaskError,
     parse_outcome,
 )
+from workers.privacy_contracts import (
+    ForgetMessagesRequest,
+    ForgetMessagesResult,
+    RescopeRequest,
+    RescopeResult,
+    SweepErasuresRequest,
+    SweepErasuresResult,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -118,10 +126,19 @@ class CeleryTransport:
                 log.info("waiting for %s: result store unreachable (%r); retrying", async_result.id, err)
                 time.sleep(min(self._retry_wait_s, max(0.0, deadline - time.monotonic())))
                 continue
+            self._forget(async_result)
             return _failure_as_error(async_result, answer)
         if lost is not None and not self._backend_reachable():
             raise ServiceUnavailableError(RESULTS_DOWN) from lost
         raise AnswerTimeoutError(async_result.id)
+
+    def _forget(self, async_result: AsyncResult) -> None:
+        """Delete the stored result once read: answers show other people's cases, and a result kept
+        until it expires is one more place a withdrawal would have to reach."""
+        try:
+            async_result.forget()
+        except (OSError, RuntimeError, *self._redis_errors()) as err:
+            log.info("result %s not deleted (%s); it expires on its own", async_result.id, type(err).__name__)
 
     @staticmethod
     def _redis_errors() -> tuple[type[BaseException], ...]:
@@ -262,6 +279,26 @@ class TaskClient:
     ) -> WithdrawResult | TaskError:
         """Withdraw consent and delete every trace of the user's posts."""
         return self.call("plipbot.withdraw", request, WithdrawResult, timeout_s=timeout_s)
+
+    # ------------------------------------------------------------------------------ privacy tasks
+
+    def rescope(
+        self, request: RescopeRequest, *, timeout_s: float | None = None
+    ) -> RescopeResult | TaskError:
+        """Make the stored scope of a server's cases (one author's) follow the current state."""
+        return self.call("plipbot.rescope", request, RescopeResult, timeout_s=timeout_s)
+
+    def forget_messages(
+        self, request: ForgetMessagesRequest, *, timeout_s: float | None = None
+    ) -> ForgetMessagesResult | TaskError:
+        """Erase what messages deleted on Discord left in every store."""
+        return self.call("plipbot.forget_messages", request, ForgetMessagesResult, timeout_s=timeout_s)
+
+    def sweep_erasures(self, *, timeout_s: float | None = None) -> SweepErasuresResult | TaskError:
+        """Finish every withdrawal a failing store cut short."""
+        return self.call(
+            "plipbot.sweep_erasures", SweepErasuresRequest(), SweepErasuresResult, timeout_s=timeout_s
+        )
 
     def upload(self, data: bytes) -> ImageRef:
         """Park uploaded bytes in the blob store; the reference to put in a request."""

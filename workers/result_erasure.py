@@ -44,6 +44,9 @@ class TaskResultErasure:
         self._client = client
         self._pattern = prefix + RESULT_KEY_PATTERN
 
+    def close(self) -> None:
+        self._client.close()
+
     def forget_user(self, user_id: int, guild_id: int | None) -> int:
         return self._erase(
             lambda case: case.get("author_id") == user_id and guild_id in (None, case.get("guild_id"))

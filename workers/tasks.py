@@ -20,6 +20,7 @@ from celery import Task
 from workers.case_tasks import CASE_TASKS
 from workers.learning_tasks import LEARNING_TASKS
 from workers.model_tasks import MODEL_TASKS
+from workers.privacy_tasks import PRIVACY_TASKS
 from workers.runtime import ResourcesHolder, TaskSpec, execute, merged
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TASKS = merged(MODEL_TASKS, CASE_TASKS, LEARNING_TASKS)
+TASKS = merged(MODEL_TASKS, CASE_TASKS, LEARNING_TASKS, PRIVACY_TASKS)
 """Every task a worker (Celery or embedded) serves."""
 
 

@@ -16,6 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.cogs.common import is_owner, member_role_ids, permissions_value
+from bot.cogs.privacy import PrivacyCog
 from bot.moderation import parse_label_list, require_moderator
 from bot.reply import format_label_set
 from model.presets import preset_names
@@ -230,13 +231,19 @@ class AdminCog(commands.Cog):
     )
     @app_commands.guild_only()
     async def sharing(self, interaction: discord.Interaction, enabled: bool) -> None:
-        store, actor = self.bot.services.guild_config, interaction.user.id
-        await self._moderate(
-            interaction, lambda: store.set_sharing(interaction.guild_id, enabled, actor_id=actor)
-        )
+        assert interaction.guild_id is not None
+        store, actor, guild_id = self.bot.services.guild_config, interaction.user.id, interaction.guild_id
+        await self._moderate(interaction, lambda: store.set_sharing(guild_id, enabled, actor_id=actor))
+        # Searches read the switch at query time, so both replies are true as soon as it is stored;
+        # the re-scope brings the cases' stored scope in line (and back, for members who chose it).
+        privacy = self.bot.get_cog("PrivacyCog")
+        if isinstance(privacy, PrivacyCog):
+            privacy.queue_rescope(guild_id)
         text = (
-            "Cases of members who chose 'shared' consent may now be seen by other servers."
+            "Sharing is on: cases of members who chose 'shared' consent can now be found from other "
+            "servers."
             if enabled
-            else "This server's cases stay private to this server."
+            else "Sharing is off: other servers no longer see this server's cases; they stay in this "
+            "server's own corpus."
         )
         await interaction.response.send_message(text, ephemeral=True)

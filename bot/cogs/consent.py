@@ -17,6 +17,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.cogs.common import attachment_of
+from bot.cogs.privacy import PrivacyCog
 from bot.ingest_notice import ingest_notice
 from bot.reply import format_error
 from bot.services import BUSY_MESSAGE
@@ -60,9 +61,17 @@ class ConsentCog(commands.Cog):
     ) -> None:
         assert interaction.guild_id is not None
         ledger = self.bot.services.consent_ledger
+        before = await asyncio.to_thread(ledger.current, interaction.user.id, interaction.guild_id)
         consent = await asyncio.to_thread(
             ledger.grant, interaction.user.id, interaction.guild_id, ConsentScope(scope)
         )
+        narrowed = before is not None and before.scope is ConsentScope.SHARED
+        if narrowed and consent.scope is ConsentScope.SERVER:
+            # Narrowed: the cases already shared go back to this server only (searches elsewhere
+            # stop showing them once the re-scope task has run).
+            privacy = self.bot.get_cog("PrivacyCog")
+            if isinstance(privacy, PrivacyCog):
+                privacy.queue_rescope(interaction.guild_id, interaction.user.id)
         where = (
             "this server" if scope == "server" else "this server and, if the server shares, the shared corpus"
         )
@@ -155,7 +164,6 @@ class ConsentCog(commands.Cog):
                 caption=caption[:4000],
                 jump_link=message.jump_url,
                 filename=image.filename,
-                guild_shares=config.sharing,
             )
             requests.append(request)
         where = getattr(message.channel, "mention", "a case channel")

@@ -4,7 +4,6 @@ PLIP), the embedded qdrant-edge store, thumbnails on disk and a SQLite consent l
 from __future__ import annotations
 
 import io
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -266,15 +265,11 @@ def test_withdrawal_removes_every_trace(container: Container) -> None:
     before = search.by_image(images[0], guild_id=GUILD, k=10)
     assert alice[0].point_id in {h.id for h in before}
 
-    deleted = forget_user(
-        consent_ledger=ledger,
-        case_stores=[pipeline.case_store],
-        thumbnails=pipeline.thumbnails,
-        user_id=ALICE,
-        guild_id=GUILD,
+    report = forget_user(
+        consent_ledger=ledger, stores=container.user_data_stores(), user_id=ALICE, guild_id=GUILD
     )
 
-    assert deleted == 2
+    assert report.cases == 2
     for query in (
         search.by_image(images[0], guild_id=GUILD, k=10),
         search.by_text("lymph node", guild_id=GUILD, k=10),
@@ -295,12 +290,8 @@ def test_one_servers_private_cases_never_reach_another(container: Container) -> 
     pipeline.consent_ledger.grant(BOB, GUILD, "shared")
     images = crops()
     # GUILD chose to share; consent decides per user.
-    private, shared = pipeline.ingest(
-        [
-            replace(post(images[0], message=70), guild_shares=True),
-            replace(post(images[1], message=71, author=BOB), guild_shares=True),
-        ]
-    )
+    container.guild_config.set_sharing(GUILD, True, actor_id=1)
+    private, shared = pipeline.ingest([post(images[0], message=70), post(images[1], message=71, author=BOB)])
     seen_by_other = {h.id for h in container.similar_search.by_image(images[0], guild_id=OTHER_GUILD, k=10)}
     seen_by_own = {h.id for h in container.similar_search.by_image(images[0], guild_id=GUILD, k=10)}
     assert seen_by_other == {shared.point_id}
@@ -309,6 +300,9 @@ def test_one_servers_private_cases_never_reach_another(container: Container) -> 
         images[0], guild_id=GUILD, k=10, exclude_message_id=70
     )
     assert private.point_id not in {h.id for h in own_post_excluded}
+    # Sharing off: other servers stop seeing the shared case at once, before any re-scope.
+    container.guild_config.set_sharing(GUILD, False, actor_id=1)
+    assert container.similar_search.by_image(images[0], guild_id=OTHER_GUILD, k=10) == []
 
 
 def test_pathology_gate_threshold_and_skip(
@@ -348,12 +342,14 @@ def test_search_filter_keeps_scope_rules_for_dms(container: Container) -> None:
     assert ConsentScope.SERVER.value == "server"
 
 
-def test_a_post_can_carry_its_servers_sharing_choice(pipeline: IngestPipeline) -> None:
-    """Workers get the server's sharing choice with each post, not by swapping the pipeline's callable."""
-
+def test_the_pipeline_reads_the_servers_sharing_when_it_stores(container: Container) -> None:
+    """No snapshot travels with the post: the guild configuration is read at upsert time."""
+    pipeline = container.ingest_pipeline
     pipeline.consent_ledger.grant(BOB, GUILD, "shared")
     images = crops()
-    shared = pipeline.ingest([replace(post(images[0], message=95, author=BOB), guild_shares=True)])[0]
-    private = pipeline.ingest([replace(post(images[1], message=96, author=BOB), guild_shares=False)])[0]
+    container.guild_config.set_sharing(GUILD, True, actor_id=1)
+    shared = pipeline.ingest([post(images[0], message=95, author=BOB)])[0]
+    container.guild_config.set_sharing(GUILD, False, actor_id=1)
+    private = pipeline.ingest([post(images[1], message=96, author=BOB)])[0]
     scopes = {r.id: r.payload.scope for r in pipeline.case_store.get([shared.point_id, private.point_id])}
     assert scopes == {shared.point_id: "shared", private.point_id: "server"}
