@@ -15,13 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from open_clip.model import CLIP
-from open_clip.tokenizer import SimpleTokenizer
 from PIL import Image
 
 from model.identity import ModelIdentity
 from model.images import to_rgb
 from model.loading import load_clip
+from model.open_clip_lite import CLIP, SimpleTokenizer
 from model.precision import PrecisionChoice, choose_precision
 from model.preprocess import preprocess_batch
 from model.registry import PreprocessSpec

@@ -50,7 +50,11 @@ def _has_mkldnn_linear() -> bool:
 
 def unsupported_reason(visual: nn.Module) -> str | None:
     """Why `visual` cannot run on the fast path, or None when it can."""
-    from open_clip.transformer import LayerNorm, QuickGELU, ResidualAttentionBlock, VisionTransformer
+    from model.open_clip_lite import transformer
+
+    LayerNorm, QuickGELU = transformer.LayerNorm, transformer.QuickGELU
+    ResidualAttentionBlock = transformer.ResidualAttentionBlock
+    VisionTransformer = transformer.VisionTransformer
 
     if not isinstance(visual, VisionTransformer):
         return f"{type(visual).__name__} is not a ViT"
@@ -152,7 +156,7 @@ class FastVisionTower:
         return _Linear(w, b)
 
     def _build(self, visual: nn.Module) -> None:
-        from open_clip.transformer import QuickGELU
+        from model.open_clip_lite import transformer
 
         conv = visual.conv1.weight.detach()
         self.patch_weight = self._cast(conv.reshape(conv.shape[0], -1).t())  # (3*p*p, width)
@@ -167,7 +171,7 @@ class FastVisionTower:
         for block in visual.transformer.resblocks:
             fc_w, fc_b = block.mlp.c_fc.weight.detach().float(), block.mlp.c_fc.bias.detach().float()
             proj_w = block.mlp.c_proj.weight.detach().float()
-            quick = isinstance(block.mlp.gelu, QuickGELU)
+            quick = isinstance(block.mlp.gelu, transformer.QuickGELU)
             if quick:  # x*sigmoid(a x) = silu(a x)/a: scale into c_fc, inverse into c_proj
                 a = QUICK_GELU_ALPHA
                 fc_w, fc_b, proj_w = fc_w * a, fc_b * a, proj_w / a

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from open_clip.model import CLIP
 from safetensors.torch import load_file
 
+from model.open_clip_lite import CLIP
 from model.weights import ResolvedWeights
 from plipbot.errors import UnknownModelError
 

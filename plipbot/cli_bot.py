@@ -60,6 +60,21 @@ async def serve(container: Container) -> None:
         container.close()
 
 
+def warm_start(container: Container) -> None:
+    """Embedded mode: load the weights, label sets and store before connecting to Discord, so the
+    first mention after the bot shows as online is answered at steady-state speed (with a broker,
+    the workers warm themselves up before they take tasks)."""
+    warm_up = getattr(container.task_client.transport, "warm_up", None)
+    if warm_up is None:
+        return
+    seconds = warm_up()
+    info = container.encoder.info
+    print(
+        f"plipbot: {info.identity.label} on {info.device}, {info.precision_reason}: ready in {seconds:.1f} s",
+        flush=True,
+    )
+
+
 def run_bot(args: argparse.Namespace, container: Container) -> int:
     """`plipbot run`."""
     from plipbot.observability import setup_observability
@@ -72,6 +87,7 @@ def run_bot(args: argparse.Namespace, container: Container) -> int:
     setup_observability(container.settings, component="bot")
     if container.settings.broker_url is None:
         print("plipbot: embedded mode (no PLIPBOT_BROKER_URL): the model runs in this process.")
+        warm_start(container)
     try:
         asyncio.run(serve(container))
     except KeyboardInterrupt:

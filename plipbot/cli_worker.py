@@ -89,16 +89,23 @@ def run_worker(args: argparse.Namespace, container: Container) -> int:
             file=sys.stderr,
             flush=True,
         )
-    app, _ = create_worker_app(container)
+    app, resources = create_worker_app(container)
     from plipbot.observability import instrument_celery, setup_observability
 
     observability = setup_observability(settings, component="worker")
     instrument_celery(app, observability.metrics, settings)
     configure_pool(app, args.pool)
     _check_broker(app, settings.workers.connect_timeout_s)
+    if args.pool == "prefork":  # each child has its own model: it warms up before it takes tasks
+        warm_children_on_start(app, resources)
+        model = f"model {settings.model.name} (each child loads it before taking tasks)"
+    else:  # warm start: weights, label sets and store are loaded before the first task is consumed
+        seconds = resources().warm_up()
+        info = container.encoder.info
+        model = f"model {info.identity.label} on {info.device}, {info.precision_reason}"
+        model += f" (ready in {seconds:.1f} s)"
     print(
-        f"plipbot worker: queues {','.join(queues)}; pool {args.pool} x{concurrency}; "
-        f"model {settings.model.name} ({settings.model.device}, loads on first task)",
+        f"plipbot worker: queues {','.join(queues)}; pool {args.pool} x{concurrency}; {model}",
         file=sys.stderr,
         flush=True,
     )
@@ -106,6 +113,22 @@ def run_worker(args: argparse.Namespace, container: Container) -> int:
         return run_celery_worker(app, queues, pool=args.pool, concurrency=concurrency, loglevel=args.loglevel)
     finally:
         container.close()  # flush and release the embedded store and the ledger on a clean stop
+
+
+def warm_children_on_start(app: Any, resources: Any, timeout_s: float = 300.0) -> None:
+    """Prefork: every child process warms up (`WorkerResources.warm_up`) before it takes a task.
+
+    Celery kills a child that does not report within `worker_proc_alive_timeout` (4 s by default),
+    shorter than loading a model, so that limit is raised to `timeout_s`.
+    """
+    from celery.signals import worker_process_init
+
+    app.conf.worker_proc_alive_timeout = max(float(app.conf.worker_proc_alive_timeout or 0), timeout_s)
+
+    def warm(**_: Any) -> None:
+        resources().warm_up()
+
+    worker_process_init.connect(warm, weak=False)
 
 
 def run_celery_worker(

@@ -42,6 +42,10 @@ class EmbeddedWorker:
         self._specs = {spec.name: spec for spec in specs}
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="plipbot-task")
 
+    def warm_up(self) -> float:
+        """Load the model, label sets and store before the first task (see WorkerResources.warm_up)."""
+        return self.resources().warm_up()
+
     def submit(self, name: str, message: str) -> Future[str]:
         """Queue task `name` on a JSON `message`; the future holds the JSON answer."""
         spec = self._specs.get(name)
@@ -84,6 +88,9 @@ class EmbeddedTransport:
             return json.loads(future.result(timeout=timeout_s))
         except FutureTimeout as err:
             raise AnswerTimeoutError(name) from err
+
+    def warm_up(self) -> float:
+        return self.worker.warm_up()
 
     def close(self) -> None:
         self.worker.close()

@@ -287,6 +287,33 @@ class WorkerResources:
         with self.model_lock:  # label embeddings may be encoded (and the classifier's cache updated)
             return self.container.zero_shot.predict_embeddings(embeddings, label_set, top_k)
 
+    def warm_up(self) -> float:
+        """Load and exercise what the first request needs; returns the seconds it took.
+
+        `plipbot worker` and `plipbot run` call this before they consume tasks or connect to Discord,
+        so the first mention is answered at steady-state speed: the weights (and oneDNN's kernels, via
+        one image and one prompt), the built-in label sets' embeddings (the default among them), the
+        image decoders, and the case store with one search. Nothing leaves the process: the search's
+        answer is dropped. A store that cannot be opened is logged, not fatal: requests will report it.
+        """
+        from model.presets import DEFAULT_PRESET, get_preset, preset_names
+
+        started = time.perf_counter()
+        self.encoder_ready  # noqa: B018  (loads and logs)
+        encoder = self.container.encoder
+        with self.model_lock:
+            encoder.warm_up()
+            for name in preset_names():
+                self.container.zero_shot.label_embeddings(get_preset(name))
+        embedding = self._encode_image_batch([_warm_up_image(self.container.image_limits)])[0]
+        self.predict(embedding[None, :], get_preset(DEFAULT_PRESET), 3)
+        try:
+            self.container.similar_search.by_vector(embedding, using="image", guild_id=None, k=5)
+        except PlipbotError as err:
+            log.warning("warm-up could not search the case store: %s", err.user_message)
+        self.image_batcher  # noqa: B018  (starts the collector thread)
+        return time.perf_counter() - started
+
     def load_image(self, ref: ImageRef, *, timeout_s: float) -> Image.Image:
         """Fetch or look up the bytes behind `ref` and decode them under the configured limits."""
         from model.images import decode_image
@@ -314,6 +341,19 @@ class WorkerResources:
     def close(self) -> None:
         if "image_batcher" in self.__dict__:
             self.image_batcher.close()
+
+
+def _warm_up_image(limits: Any) -> Image.Image:
+    """A small JPEG decoded the way uploads are (loads Pillow's decoder plugins)."""
+    import io
+
+    from PIL import Image as PILImage
+
+    from model.images import decode_image
+
+    buffer = io.BytesIO()
+    PILImage.new("RGB", (320, 240), (200, 120, 160)).save(buffer, format="JPEG", quality=90)
+    return decode_image(buffer.getvalue(), limits).image
 
 
 class ResourcesHolder:

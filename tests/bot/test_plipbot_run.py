@@ -24,7 +24,7 @@ from tests.fakediscord.server import FakeDiscord
 pytest_plugins = ["tests.fakediscord.conftest_plugin"]
 
 PLIPBOT = Path(sys.executable).parent / "plipbot"
-STARTUP_TIMEOUT_S = 30.0  # imports discord.py, then login, sync, gateway
+STARTUP_TIMEOUT_S = 90.0  # warm start (torch, model, label sets, store) before login, sync, gateway
 ANSWER_TIMEOUT_S = 30.0  # first answer imports torch and loads the (tiny) model
 EXIT_TIMEOUT_S = 5.0
 
