@@ -210,6 +210,13 @@ def test_confirmed_examples_adapt_this_server_only_and_go_with_withdrawal(
             assert elsewhere_again.json["content"] == elsewhere.json["content"]
             assert "Adapted" not in elsewhere_again.json["content"]
 
+            withdraw = invoke_sub(fake_discord, "consent", "withdraw", {})
+            await fake_discord.wait_for_followup(withdraw["token"], timeout=TIMEOUT)
+            assert container.examples_store.all_examples(guild_id) == []
+
+            _, reverted = await steps.ask(query, "query.png")
+            assert reverted.json["content"] == zero_shot
+
     asyncio.run(scenario())
 
 
