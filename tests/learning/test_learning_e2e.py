@@ -242,8 +242,10 @@ def test_review_test_threads_and_moderator_role(fake_discord: FakeDiscord, conta
             # A member corrects four answers ("Correct label…" opens a modal).
             corrections = [("stroma", 1, "normal"), ("stroma", 2, "normal"), ("lymphocytes", 3, "tumor")]
             corrections.append(("lymphocytes", 4, "tumor"))
+            posts = []
             for family, seed, label in corrections:
-                _, answer = await steps.ask(image(family, seed), f"{family}-{seed}.png")
+                post, answer = await steps.ask(image(family, seed), f"{family}-{seed}.png")
+                posts.append(post)
                 await steps.tracked(answer.response["id"])
                 click = fake_discord.click_button(answer.response["id"], "plipbot:correct")
                 await fake_discord.wait_for_interaction_response(click["id"], timeout=TIMEOUT)
@@ -295,6 +297,17 @@ def test_review_test_threads_and_moderator_role(fake_discord: FakeDiscord, conta
                 int(pathologist["id"])
             }
 
+            # Deleting a post on Discord erases the example confirmed from it.
+            fake_discord.delete_user_messages([posts[0]])
+            await fake_discord.wait_until(
+                lambda: len(container.examples_store.all_examples(guild_id)) == 2 or None,
+                timeout=TIMEOUT,
+                what="the deleted post's example erased",
+            )
+            assert int(posts[0]["id"]) not in {
+                e.message_id for e in container.examples_store.all_examples(guild_id)
+            }
+
             again = invoke_sub(fake_discord, "labels", "review", {}, user=owner)
             assert "No corrections" in content_of(
                 await fake_discord.wait_for_interaction_response(again["id"])
@@ -303,7 +316,7 @@ def test_review_test_threads_and_moderator_role(fake_discord: FakeDiscord, conta
             test = invoke_sub(fake_discord, "labels", "test", {}, user=owner)
             report = await fake_discord.wait_for_followup(test["token"], timeout=TIMEOUT)
             text = content_of(report)
-            assert "3 confirmed example(s)" in text and "Zero-shot: weighted F1" in text and "Adapted" in text
+            assert "2 confirmed example(s)" in text and "Zero-shot: weighted F1" in text and "Adapted" in text
             assert [name for name, *_ in report.files] == ["confusion-zero-shot.png", "confusion-adapted.png"]
             assert all(data.startswith(b"\x89PNG") for _, data, *_ in report.files)
 
