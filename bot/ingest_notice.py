@@ -9,6 +9,7 @@ itself screens positive (a file name holding a name, say) is replaced by a gener
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from ingest.phi import screen_caption
@@ -16,6 +17,10 @@ from ingest.phi import screen_caption
 NOT_STORED = ("held", "rejected")
 MAX_REASON_CHARS = 160
 _PHI_WORDS = ("identifier",)
+_PIPELINE_PHI_REASON = re.compile(
+    r"(?:caption|tags|caption and tags|text on the image) (?:contains? a likely|may contain an)"
+    r" identifier \([a-z0-9 ,]+\)"
+)
 
 
 def ingest_notice(outcomes: Sequence[tuple[str, str]], where: str) -> str | None:
@@ -39,6 +44,8 @@ def _safe_reason(reason: str) -> str:
     reason = reason.strip().rstrip(".")
     if not reason:
         return "it could not be checked"
+    if _PIPELINE_PHI_REASON.fullmatch(reason):
+        return reason  # the pipeline's own wording: kinds only ("date of birth" would screen positive)
     if screen_caption(reason):
         return "it may contain an identifier"
     return reason[:MAX_REASON_CHARS]

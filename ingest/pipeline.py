@@ -191,12 +191,14 @@ class IngestPipeline:
         Results name the kinds found, never the text."""
         findings = screen_post(post.caption, post.tags)
         high = [f for f in findings if f.confidence == "high"]
-        where = "caption" if all(f.where == "caption" for f in findings) else "caption or tags"
+        places = {f.where for f in findings}
+        where = "caption" if places == {"caption"} else "tags" if places == {"tag"} else "caption and tags"
         if high:
+            verb = "contains" if where == "caption" else "contain"
             return IngestResult(
                 post.point_id,
                 Outcome.REJECTED,
-                f"{where} contains a likely identifier ({summarise(high)})",
+                f"{where} {verb} a likely identifier ({summarise(high)})",
                 name=post.name,
             )
         if findings:
@@ -226,7 +228,7 @@ class IngestPipeline:
             return IngestResult(
                 post.point_id,
                 Outcome.HELD,
-                f"text in the image may contain an identifier ({summarise(in_image)})",
+                f"text on the image may contain an identifier ({summarise(in_image)})",
                 name=post.name,
             )
         return None

@@ -30,7 +30,7 @@ def test_one_short_notice_per_post() -> None:
     notice = ingest_notice(
         [
             ("rejected", "caption contains a likely identifier (record number)"),
-            ("held", "text in the image may contain an identifier (name)"),
+            ("held", "text on the image may contain an identifier (name)"),
             ("ingested", ""),
         ],
         "<#42>",
@@ -38,6 +38,16 @@ def test_one_short_notice_per_post() -> None:
     assert notice is not None and len(notice) < 400
     assert notice.startswith("2 of your 3 images in <#42> were not added")
     assert "record number" in notice and "(name)" in notice and "edit out any patient details" in notice
+
+
+def test_the_pipelines_reasons_pass_unchanged() -> None:
+    for reason in (
+        "caption contains a likely identifier (date of birth, record number)",
+        "tags contain a likely identifier (name)",
+        "caption and tags may contain an identifier (address, name)",
+    ):
+        notice = ingest_notice([("rejected", reason)], "#cases")
+        assert notice is not None and reason in notice
 
 
 def test_a_reason_that_quotes_an_identifier_is_not_repeated() -> None:
