@@ -16,7 +16,7 @@ Mary Joseph nodule"), an author citation ("Clark and Mihm", "Epstein et al."), a
 before it (a clinician is not the patient), or a word of the pathology vocabulary below. A
 capitalised common word at the start of a sentence ("Classic Birbeck granules") is not a first name.
 
-The lexicons load once per process (about 0.3 s); if philter-lite is not installed the name check
+The lexicons load once per process (under a second); if philter-lite is not installed the name check
 finds nothing and says so once in the log, and the other detectors of `ingest.phi` still run.
 """
 
