@@ -89,7 +89,7 @@ class ClipEncoder:
         if resolved == "int8":
             log.warning(
                 "precision int8 is experimental: not yet shown to match fp32 on real PLIP weights "
-                "(cosine >= 0.999, top-1 agreement >= 99%%); use auto or fp32 for answers that count"
+                "(cosine >= 0.999, top-1 agreement >= 99%); use auto or fp32 for answers that count"
             )
         self.precision = resolved
         self._dtype = _DTYPES[resolved]
@@ -200,6 +200,10 @@ class ClipEncoder:
             batch = preprocess_batch([to_rgb(im) for im in images[part]], self.preprocess)
             out[part] = self._normalise(self._vision(batch))
         return out
+
+    def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
+        """Already preprocessed (n, 3, size, size) float32 pixels -> (n, d) embeddings (benchmarks)."""
+        return self._normalise(self._vision(pixels))
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         """CLIP BPE tokens, truncated to the context length with the end-of-text token kept."""
