@@ -163,6 +163,10 @@ def confirm_example(request: ConfirmExampleRequest, context: TaskContext) -> Con
         model_key=key,
         vector=vector,
     )
+    if via == "consent" and not _still_consented(request, context):
+        # A withdrawal recorded while we embedded: its erasure may already have run, so undo ours.
+        examples.remove(request.guild_id, [example.id])
+        return ConfirmExampleResult(kept=False, reason=NOT_KEPT, label=request.label)
     container.server_adapters.invalidate(request.guild_id)
     counts = examples.examples(request.guild_id, key).label_counts()
     return ConfirmExampleResult(
@@ -172,6 +176,13 @@ def confirm_example(request: ConfirmExampleRequest, context: TaskContext) -> Con
         label_examples=counts.get(example.label.casefold(), 0),
         examples=sum(counts.values()),
     )
+
+
+def _still_consented(request: ConfirmExampleRequest, context: TaskContext) -> bool:
+    """Consent checked again after the write, as the ingest pipeline does at upsert: a withdrawal
+    records itself before it erases, so either its erasure saw our example or we see the withdrawal."""
+    ledger = context.resources.container.consent_ledger
+    return ledger.allows(request.poster_id, request.guild_id, request.posted_at) is not None
 
 
 def _scores(truth: np.ndarray, predicted: np.ndarray, labels: list[str]) -> EvalScores:
