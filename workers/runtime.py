@@ -296,7 +296,7 @@ class WorkerResources:
         image decoders, and the case store with one search. Nothing leaves the process: the search's
         answer is dropped. A store that cannot be opened is logged, not fatal: requests will report it.
         """
-        from model.presets import DEFAULT_PRESET, get_preset, preset_names
+        from model.presets import get_preset, preset_names
 
         started = time.perf_counter()
         self.encoder_ready  # noqa: B018  (loads and logs)
@@ -305,14 +305,27 @@ class WorkerResources:
             encoder.warm_up()
             for name in preset_names():
                 self.container.zero_shot.label_embeddings(get_preset(name))
-        embedding = self._encode_image_batch([_warm_up_image(self.container.image_limits)])[0]
-        self.predict(embedding[None, :], get_preset(DEFAULT_PRESET), 3)
-        try:
-            self.container.similar_search.by_vector(embedding, using="image", guild_id=None, k=5)
-        except PlipbotError as err:
-            log.warning("warm-up could not search the case store: %s", err.user_message)
-        self.image_batcher  # noqa: B018  (starts the collector thread)
+        self._warm_up_answer()
         return time.perf_counter() - started
+
+    def _warm_up_answer(self) -> None:
+        """One real `plipbot.answer` (blob store, decode, micro-batcher, suggest, learning, search) for
+        a server id no Discord server has; its answer is dropped. Failures are logged, not fatal."""
+        from workers.case_contracts import AnswerRequest
+        from workers.tasks import TASKS  # imported here: the task modules import this one
+
+        try:
+            blob = self.container.blob_store.put(_warm_up_jpeg())
+            request = AnswerRequest(image=ImageRef.from_blob(blob), guild_id=WARM_UP_GUILD_ID, k=3)
+            payload = request.model_dump(mode="json")
+        except PlipbotError as err:
+            log.warning("warm-up could not store its sample image: %s", err.user_message)
+            return
+        limit = self.settings.workers.soft_time_limit_s
+        spec = TASKS.get("plipbot.answer")
+        outcome = execute(spec, lambda: self, payload, task_id="warm-up", time_limit_s=limit)
+        if outcome.get("kind") == "error":
+            log.warning("warm-up answer failed: %s", outcome.get("message"))
 
     def load_image(self, ref: ImageRef, *, timeout_s: float) -> Image.Image:
         """Fetch or look up the bytes behind `ref` and decode them under the configured limits."""
@@ -343,17 +356,23 @@ class WorkerResources:
             self.image_batcher.close()
 
 
-def _warm_up_image(limits: Any) -> Image.Image:
-    """A small JPEG decoded the way uploads are (loads Pillow's decoder plugins)."""
+#: The warm-up's answer asks for this server: Discord ids are far larger, so it matches no case.
+WARM_UP_GUILD_ID = 1
+
+
+def _warm_up_jpeg() -> bytes:
+    """A 640x480 JPEG with some texture, like a small upload (loads Pillow's JPEG plugin)."""
     import io
 
+    import numpy as np
     from PIL import Image as PILImage
 
-    from model.images import decode_image
-
+    rows = np.linspace(0, 255, 480, dtype=np.uint8)[:, None, None]
+    cols = np.linspace(255, 0, 640, dtype=np.uint8)[None, :, None]
+    pixels = np.concatenate([rows + 0 * cols, 0 * rows + cols, (rows // 2 + cols // 2)], axis=2)
     buffer = io.BytesIO()
-    PILImage.new("RGB", (320, 240), (200, 120, 160)).save(buffer, format="JPEG", quality=90)
-    return decode_image(buffer.getvalue(), limits).image
+    PILImage.fromarray(pixels.astype(np.uint8), "RGB").save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
 
 
 class ResourcesHolder:
