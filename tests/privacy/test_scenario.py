@@ -51,11 +51,12 @@ from workers.blobs import RedisBlobStore
 
 pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning")
 
-STEPS = 45
+STEPS = 60
 SEEDS = {"edge": 9, "server": 14}
 OLD_MODEL = ModelKey("old_model", "v1")  # a name its collection name maps back to
 REDIS_URL = "redis://127.0.0.1:6379/0"
 ZERO_RUNS = re.compile(rb"\x00{64,}")
+LEDGER_TABLES = frozenset({"consents", "consent_audit", "erasure_requests"})
 BASE = 900_000_000_000_000_000
 
 
@@ -262,6 +263,8 @@ class Scenario:
         for key in [k for k in self.rules.grants if k[0] == user and guild in (None, k[1])]:
             del self.rules.grants[key]
         self._erase([p for p in self.rules.stored.values() if p.author == user and guild in (None, p.guild)])
+        if guild is None:  # gone everywhere: not even their id may stay outside the consent record
+            self.scan_for_leaks(user=user)
         self.steps.append("withdraw" + (" everywhere" if guild is None else ""))
 
     def sharing(self) -> None:
@@ -401,8 +404,10 @@ class Scenario:
                 self.seen_across += sum(self.rules.stored[i].guild != guild for i in found)
                 assert store.count(search) == len(found)
 
-    def scan_for_leaks(self) -> None:
-        """Every trace of every erased post, looked for everywhere it could hide."""
+    def scan_for_leaks(self, user: int | None = None) -> None:
+        """Every trace of every erased post (and the id of a `user` who withdrew everywhere), looked for
+        everywhere it could hide. The consent ledger's tables keep user ids by design (the record of
+        each consent and erasure) and are searched for the posts' traces only."""
         self.leak_scans += 1
         needles: dict[bytes, str] = {}
         for post in self.erased:
@@ -431,14 +436,22 @@ class Scenario:
                 metadata.reflect(engine)
                 with engine.connect() as connection:
                     for table in metadata.sorted_tables:
-                        rows = connection.execute(sa.select(table)).all()
-                        look(f"table {table.name}", repr(rows).encode())
+                        rows = repr(connection.execute(sa.select(table)).all()).encode()
+                        look(f"table {table.name}", rows)
+                        kept_by_design = table.name in LEDGER_TABLES
+                        if user is not None and not kept_by_design and str(user).encode() in rows:
+                            leaks.append(f"user id in table {table.name}")
             finally:
                 engine.dispose()
         for key in self.world.redis.scan_iter(match=f"{self.world.prefix}*"):
             value = self.world.redis.dump(key) or b""
             look(f"redis {key!r}", key + value)
-        look("logs", "\n".join(r.getMessage() for r in self.logs.records).encode())
+            if user is not None and str(user).encode() in key + value:
+                leaks.append(f"user id in redis {key!r}")
+        logs = "\n".join(r.getMessage() for r in self.logs.records).encode()
+        look("logs", logs)
+        if user is not None and str(user).encode() in logs:
+            leaks.append("user id in logs")
         assert not leaks, leaks
 
 
