@@ -496,26 +496,6 @@ class ConsentLedger(SqlStore):
             if row is not None and row.notified_at is None:
                 row.notified_at = datetime.now(UTC)
 
-    def withdrawn_users(self, guild_id: int) -> frozenset[int]:
-        """Users who once consented in the guild and have no active grant there now.
-
-        Lets a periodic sweep re-delete points whose deletion failed at withdrawal time (store down).
-        """
-        with self._transaction(write=False) as session:
-            active_users = sa.select(_ConsentRow.user_id).where(
-                _ConsentRow.guild_id == guild_id, _ConsentRow.withdrawn_at.is_(None)
-            )
-            statement = (
-                sa.select(_ConsentRow.user_id)
-                .where(
-                    _ConsentRow.guild_id == guild_id,
-                    _ConsentRow.withdrawn_at.is_not(None),
-                    _ConsentRow.user_id.not_in(active_users),
-                )
-                .distinct()
-            )
-            return frozenset(session.scalars(statement))
-
     def record_deletion(
         self,
         user_id: int,

@@ -145,8 +145,8 @@ def test_withdraw_in_one_guild_keeps_the_others(consent_ledger: ConsentLedger) -
     assert [consent.guild_id for consent in withdrawn] == [GUILD]
     assert consent_ledger.current(USER, GUILD) is None
     assert consent_ledger.current(USER, OTHER_GUILD) == kept
-    assert consent_ledger.withdrawn_users(GUILD) == {USER}
-    assert consent_ledger.withdrawn_users(OTHER_GUILD) == frozenset()
+    assert [grant.user_id for grant in consent_ledger.active_grants(OTHER_GUILD)] == [USER]
+    assert consent_ledger.active_grants(GUILD) == []
 
 
 def test_withdraw_without_guild_withdraws_everywhere(consent_ledger: ConsentLedger) -> None:
