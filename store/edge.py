@@ -184,7 +184,9 @@ class EdgeCaseStore(CaseStore):
         except Exception as err:
             if type(err) is not Exception:
                 raise
-            log.warning("qdrant-edge failed to %s %s: %s", action, self.path, err)
+            # The engine's message can quote stored payload (captions): its text only at debug.
+            log.warning("qdrant-edge failed to %s %s", action, self.path)
+            log.debug("qdrant-edge error: %s", err)
             if _LOCKED_MARKER in str(err):
                 raise StoreError(
                     f"The case store at {self.path} is open in another process; only one may use it."
