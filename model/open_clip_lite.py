@@ -4,8 +4,9 @@
 the Hugging Face text-encoder wrapper (and with it `transformers`), timm, and torchvision (and with
 it `torch._dynamo`): seconds of start-up that `plipbot classify` pays for nothing, since PLIP is a
 plain ViT CLIP. Here the package is registered as an empty namespace first, so only the submodules
-we use are executed; `transformers` and torchvision's `ops.misc` are hidden while they load (their
-import is optional in `hf_model`, and `utils` only needs a batch-norm class for freezing ResNets).
+we use are executed; `transformers`, `timm` and torchvision's `ops.misc` are hidden while they load
+(the first two are optional imports in `hf_model` and `timm_model`, and `utils` only needs a
+batch-norm class for freezing ResNets).
 
 The placeholder package completes itself on first use of anything else (PEP 562 `__getattr__` runs
 the real `__init__`), so `open_clip.create_model` and friends still work in the same process.
@@ -48,8 +49,9 @@ def _placeholder_package() -> None:
 def _import_quietly(name: str) -> types.ModuleType:
     """Import `name` with transformers and torchvision.ops.misc hidden, unless already loaded."""
     hidden: dict[str, types.ModuleType | None] = {}
-    if "transformers" not in sys.modules:
-        hidden["transformers"] = None  # import raises ImportError: hf_model's optional path
+    for optional in ("transformers", "timm"):  # import raises ImportError: open_clip's optional paths
+        if optional not in sys.modules:
+            hidden[optional] = None
     if "torchvision.ops.misc" not in sys.modules:
         from torch import nn
 
