@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from PIL import Image
 from model.identity import ModelIdentity
 from model.images import to_rgb
 from model.loading import load_clip
-from model.open_clip_lite import CLIP, SimpleTokenizer
+from model.open_clip_lite import CLIP, simple_tokenizer
 from model.precision import PrecisionChoice, choose_precision
 from model.preprocess import preprocess_batch
 from model.registry import PreprocessSpec
@@ -115,7 +116,8 @@ class ClipEncoder:
         if fast is None:
             model.visual.to(dtype=self._dtype)
             self._vision = self._open_clip_images
-        self._tokenizer = SimpleTokenizer(context_length=model.context_length)
+        self._context_length = int(model.context_length)
+        self._tokenizer: Any = None  # built on first use (see open_clip_lite.simple_tokenizer)
 
     def _fast_vision(self, model: CLIP) -> Callable[[torch.Tensor], torch.Tensor] | None:
         from model.fast_vision import FastVisionTower, unsupported_reason
@@ -207,6 +209,8 @@ class ClipEncoder:
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         """CLIP BPE tokens, truncated to the context length with the end-of-text token kept."""
+        if self._tokenizer is None:
+            self._tokenizer = simple_tokenizer(self._context_length)
         return self._tokenizer(list(texts))
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:

@@ -80,7 +80,11 @@ def _import_quietly(name: str) -> types.ModuleType:
 _placeholder_package()
 model = _import_quietly("open_clip.model")
 transformer = _import_quietly("open_clip.transformer")
-tokenizer = _import_quietly("open_clip.tokenizer")
 
 CLIP = model.CLIP
-SimpleTokenizer = tokenizer.SimpleTokenizer
+
+
+def simple_tokenizer(context_length: int) -> Any:
+    """open_clip's CLIP BPE tokenizer, imported on first use: building its merge table takes ~0.2 s
+    (twice: the module builds one at import), which a command using cached label embeddings skips."""
+    return _import_quietly("open_clip.tokenizer").SimpleTokenizer(context_length=context_length)
