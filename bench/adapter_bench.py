@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import tempfile
@@ -28,22 +27,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.machine import cpu_name
 from learning.adapters import ServerAdapters, adapt_logits
 from learning.examples import ExampleOrigin, ExamplesStore, model_key
 from learning.fewshot import curve_table, few_shot_curve
 from tests.learning.synthetic import LOGIT_SCALE, already_named, separable_but_misnamed
 
 GUILD, CHANNEL = 1, 2
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def timings_ms(fn: Callable[[], object], repeats: int) -> list[float]:

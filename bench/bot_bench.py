@@ -51,6 +51,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from bench.machine import cpu_name, render_table  # noqa: E402
 from bot.app import PlipBot, build_bot  # noqa: E402
 from bot.services import Attachment, _shared_templates  # noqa: E402
 from plipbot.composition import Container  # noqa: E402
@@ -341,13 +342,6 @@ def run_row(row: Row, images: list[bytes], n: int, warmup: int, workdir: Path, p
             raise SystemExit("the fake Discord raised:\n" + "\n".join(fake.errors))
 
 
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
-
-
 def breakdown(row: Row) -> dict[str, list[float]]:
     """Per-mention parts: the model, and what is not the model (see the module docstring)."""
     columns: dict[str, list[float]] = defaultdict(list)
@@ -371,19 +365,6 @@ def breakdown(row: Row) -> dict[str, list[float]]:
         # (it runs in this process: its CPU and GIL time land here too).
         columns["discord"].append(parts["total"] - get("answer") - get("channel config"))
     return columns
-
-
-def render_table(header: list[str], body: list[list[str]], markdown: bool) -> str:
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in body])
-    widths = [max(len(cell) for cell in column) for column in zip(header, *body, strict=True)]
-    lines = [
-        "  ".join(cell.rjust(width) for cell, width in zip(cells, widths, strict=True))
-        for cells in [header, *body]
-    ]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
 
 
 def print_tables(rows: list[Row], n: int, markdown: bool) -> None:

@@ -16,7 +16,6 @@ accepted file grew the process by more than `--max-growth-mib` (300 by default, 
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import subprocess
 import sys
@@ -30,20 +29,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import cpu_name  # noqa: E402
 from model.images import ImageLimits  # noqa: E402
 from tests import imagegen  # noqa: E402
 from tests.hostile_files import DecodeMeasurement, hostile_files, measure_decode  # noqa: E402
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (results are only comparable on the same CPU)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _baseline_root(revision: str, workdir: Path) -> str:

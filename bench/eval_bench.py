@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import io
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -25,22 +24,12 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import cpu_name  # noqa: E402
 from plipbot.cli import main as plipbot_main  # noqa: E402
 from tests.checkpoints import VIT_B_32, make_hf_clip  # noqa: E402
 from tests.imagegen import texture  # noqa: E402
 
 KATHER_FOLDERS = ["ADI", "BACK", "DEB", "LYM", "MUC", "MUS", "NORM", "STR", "TUM"]
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (results are only comparable on the same CPU)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def make_dataset(root: Path, per_class: int) -> list[Path]:

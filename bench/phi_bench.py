@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import platform
 import re
 import resource
 import subprocess
@@ -41,20 +40,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import cpu_name  # noqa: E402
 from tests.ingest.phi_captions import LabelledCaption, labelled_captions  # noqa: E402
 
 Screen = Callable[[str, tuple[str, ...]], bool]
 BEFORE_REV = "a7c87ab"  # ingest/phi.py before the clinical screen (cue-word names, no URLs, no tags)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def before_screen(rev: str) -> Screen:

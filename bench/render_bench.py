@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import io
 import itertools
-import platform
 import statistics
 import sys
 import time
@@ -30,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from PIL import Image  # noqa: E402
 
+from bench.machine import cpu_name  # noqa: E402
 from bot import render  # noqa: E402
 from bot.reply import describe_model, format_probability, one_line, truncate  # noqa: E402
 from model.identity import ModelIdentity  # noqa: E402
@@ -50,17 +50,6 @@ LABELS = [
     "inflammatory bowel disease",
     "ischaemic colitis",
 ]
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (results are only comparable on the same CPU)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 # ---------------------------------------------------------------- the former renderer, verbatim

@@ -23,9 +23,9 @@ Uniformly random 512-d vectors have no neighbours to find and are the worst case
 from __future__ import annotations
 
 import argparse
-import platform
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -37,7 +37,10 @@ from pathlib import Path
 import numpy as np
 import qdrant_edge as qe
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for bench.machine when run as a script
+
 import store.edge
+from bench.machine import cpu_name, render_table
 from store.base import COLLAPSE_OVERFETCH
 from store.edge import EdgeCaseStore
 from store.ids import import_point_id
@@ -264,16 +267,6 @@ def pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def table_rows(results: list[Result], efs: list[int]) -> tuple[list[str], list[list[str]]]:
     header = [
         "cases", "search", "hnsw_ef", "indexed p50", "p95", "p99", "recall@10",
@@ -312,20 +305,6 @@ def write_rows(results: list[Result]) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
-def render(header: list[str], body: list[list[str]], markdown: bool) -> str:
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(row) + " |" for row in body]
-        return "\n".join(lines)
-    widths = [max(len(cell) for cell in column) for column in zip(header, *body, strict=True)]
-    lines = [
-        "  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True))
-        for row in [header, *body]
-    ]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -357,9 +336,9 @@ def main() -> None:
         f"latencies in ms; CPU: {cpu_name()}. Baselines in the same run: exact search through the same "
         "store, numpy brute force. recall@10 against exact search.\n"
     )
-    print(render(*table_rows(results, args.ef), args.markdown))
+    print(render_table(*table_rows(results, args.ef), args.markdown))
     print()
-    print(render(*write_rows(results), args.markdown))
+    print(render_table(*write_rows(results), args.markdown))
 
 
 if __name__ == "__main__":

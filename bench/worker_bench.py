@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import socket
 import statistics
@@ -34,6 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.machine import cpu_name, render_table  # noqa: E402
 from plipbot.composition import Container  # noqa: E402
 from plipbot.settings import Settings  # noqa: E402
 from tests import imagegen  # noqa: E402
@@ -57,13 +57,6 @@ def rss_mib(pid: int) -> float:
 
 def pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def make_checkpoint(directory: Path, plip: bool) -> Path:
@@ -120,19 +113,6 @@ def burst(call: Callable[[], object], clients: int, rounds: int) -> tuple[float,
                 assert isinstance(outcome, SuggestResult), outcome
                 sizes.append(outcome.stats.batch_size)
     return clients * rounds / (time.perf_counter() - started), statistics.mean(sizes)
-
-
-def render(header: list[str], body: list[list[str]], markdown: bool) -> str:
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
-    widths = [max(len(cell) for cell in column) for column in zip(header, *body, strict=True)]
-    lines = [
-        "  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True))
-        for row in [header, *body]
-    ]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
 
 
 def main() -> None:
@@ -258,7 +238,7 @@ def main() -> None:
             f"{os.cpu_count()} cores; load average at the end {os.getloadavg()[0]:.1f}. "
             "Baseline in the same run: the embedded call.\n"
         )
-        print(render(header, body, args.markdown))
+        print(render_table(header, body, args.markdown))
         worker_task = pct(modes["redis + worker"][0].task_ms, 50)
         print(f"\ninside the task p50: embedded {pct(base.task_ms, 50):.1f} ms, worker {worker_task:.1f} ms")
         for name, (rate, size) in bursts.items():
