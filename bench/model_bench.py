@@ -64,7 +64,7 @@ def jpeg_corpus(n: int) -> list[bytes]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=32, help="images per round (default one batch of 32)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the fastest counts")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the fastest counts")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--no-int8", action="store_true", help="skip the opt-in int8 row")
     parser.add_argument("--emulate-avx2", action="store_true", help="cap oneDNN/MKL/ATen at AVX2")
