@@ -60,6 +60,7 @@ from store.ids import import_point_id  # noqa: E402
 from store.records import CasePayload, CaseRecord  # noqa: E402
 from store.thumbnails import encode_thumbnail  # noqa: E402
 from tests import imagegen  # noqa: E402
+from tests.bot.settings_for_fake import embedded_settings_for_fake  # noqa: E402
 from tests.checkpoints import TINY, VIT_B_32, make_hf_clip  # noqa: E402
 from tests.fakediscord.models import default_world  # noqa: E402
 from tests.fakediscord.server import FakeDiscord  # noqa: E402
@@ -175,22 +176,8 @@ def tiles() -> list[bytes]:
 
 
 def settings_for(fake: FakeDiscord, checkpoint: Path, data_dir: Path) -> Settings:
-    return Settings(
-        data_dir=data_dir,
-        model={"name": str(checkpoint), "device": "cpu"},  # type: ignore[arg-type]
-        ingest={"gate_threshold": 0.0},  # type: ignore[arg-type]
-        workers={"allow_private_urls": True},  # type: ignore[arg-type]  (the fake CDN is on 127.0.0.1)
-        discord={  # type: ignore[arg-type]
-            "token": fake.token,
-            "api_base": fake.api_base,
-            "gateway_url": fake.gateway_url,
-            "guild_ready_timeout_s": 0.05,
-            "cooldown_user_s": 0,
-            "cooldown_channel_s": 0,
-            "sync_guild_id": int(fake.guild_id),
-            "message_content_intent": True,
-        },
-    )
+    model = {"name": str(checkpoint), "device": "cpu"}
+    return embedded_settings_for_fake(fake, checkpoint, data_dir, model=model)
 
 
 def prefill_corpus(container: Container, guild_id: int, n: int, images: list[bytes]) -> None:

@@ -11,8 +11,8 @@ import pytest
 
 from bot.app import build_bot
 from plipbot.composition import Container
-from plipbot.settings import Settings
 from tests import imagegen
+from tests.bot.settings_for_fake import embedded_settings_for_fake
 from tests.fakediscord.server import FakeDiscord
 
 pytest_plugins = ["tests.fakediscord.conftest_plugin"]
@@ -22,23 +22,7 @@ FLAG_EPHEMERAL = 64
 
 @pytest.fixture
 def container(fake_discord: FakeDiscord, tiny_checkpoint: Path, tmp_path: Path) -> Iterator[Container]:
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        model={"name": str(tiny_checkpoint)},  # type: ignore[arg-type]
-        ingest={"gate_threshold": 0.0},  # type: ignore[arg-type]  (a random model cannot judge pathology)
-        workers={"allow_private_urls": True},  # type: ignore[arg-type]  (the fake CDN is on 127.0.0.1)
-        discord={  # type: ignore[arg-type]
-            "token": fake_discord.token,
-            "api_base": fake_discord.api_base,
-            "gateway_url": fake_discord.gateway_url,
-            "guild_ready_timeout_s": 0.05,
-            "cooldown_user_s": 0,
-            "cooldown_channel_s": 0,
-            "sync_guild_id": int(fake_discord.guild_id),
-            "message_content_intent": True,
-        },
-    )
-    c = Container(settings)
+    c = Container(embedded_settings_for_fake(fake_discord, tiny_checkpoint, tmp_path / "data"))
     yield c
     c.close()
 

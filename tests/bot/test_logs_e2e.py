@@ -25,7 +25,8 @@ import pytest
 from bot.app import build_bot
 from plipbot.composition import Container
 from plipbot.observability import configure_logging
-from plipbot.settings import ObservabilitySettings, Settings
+from plipbot.settings import ObservabilitySettings
+from tests.bot.settings_for_fake import settings_for_fake
 from tests.bot.test_bot_e2e import content_of, invoke_sub, tissue
 from tests.fakediscord.server import FakeDiscord
 from tests.workers.harness import SHARED_REDIS, WorkerConfig, WorkerProcess, plipbot_worker, redis_alive
@@ -86,22 +87,13 @@ def worker(worker_config: WorkerConfig, tmp_path: Path) -> Iterator[WorkerProces
 @pytest.fixture
 def container(fake_discord: FakeDiscord, worker_config: WorkerConfig) -> Iterator[Container]:
     base = worker_config.settings()
-    settings = Settings(
+    settings = settings_for_fake(
+        fake_discord,
         broker_url=base.broker_url,
         data_dir=base.data_dir,
         model=base.model,
         workers=base.workers,
         observability=ObservabilitySettings(log_format="json", log_level="info"),
-        discord={  # type: ignore[arg-type]
-            "token": fake_discord.token,
-            "api_base": fake_discord.api_base,
-            "gateway_url": fake_discord.gateway_url,
-            "guild_ready_timeout_s": 0.05,
-            "cooldown_user_s": 0,
-            "cooldown_channel_s": 0,
-            "sync_guild_id": int(fake_discord.guild_id),
-            "message_content_intent": True,
-        },
     )
     c = Container(settings)
     yield c

@@ -17,9 +17,9 @@ import pytest
 from bot.app import build_bot
 from plipbot.composition import Container
 from plipbot.errors import ServiceUnavailableError
-from plipbot.settings import Settings
 from store.records import SearchFilter
 from tests import imagegen
+from tests.bot.settings_for_fake import embedded_settings_for_fake
 from tests.bot.test_bot_e2e import content_of, invoke_sub
 from tests.fakediscord.server import FakeDiscord
 from tests.ingest.test_pipeline import crops
@@ -29,22 +29,8 @@ pytest_plugins = ["tests.fakediscord.conftest_plugin"]
 
 @pytest.fixture
 def container(fake_discord: FakeDiscord, tiny_checkpoint: Path, tmp_path: Path) -> Iterator[Container]:
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        model={"name": str(tiny_checkpoint)},  # type: ignore[arg-type]
-        ingest={"gate_threshold": 0.0},  # type: ignore[arg-type]
-        workers={"allow_private_urls": True},  # type: ignore[arg-type]
-        discord={  # type: ignore[arg-type]
-            "token": fake_discord.token,
-            "api_base": fake_discord.api_base,
-            "gateway_url": fake_discord.gateway_url,
-            "guild_ready_timeout_s": 0.05,
-            "cooldown_user_s": 0,
-            "cooldown_channel_s": 0,
-            "sync_guild_id": int(fake_discord.guild_id),
-            "message_content_intent": True,
-            "erasure_sweep_s": 0.3,
-        },
+    settings = embedded_settings_for_fake(
+        fake_discord, tiny_checkpoint, tmp_path / "data", discord={"erasure_sweep_s": 0.3}
     )
     c = Container(settings)
     yield c

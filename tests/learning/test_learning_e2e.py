@@ -18,8 +18,8 @@ import pytest
 
 from bot.app import build_bot
 from plipbot.composition import Container
-from plipbot.settings import Settings
 from tests import imagegen
+from tests.bot.settings_for_fake import settings_for_fake
 from tests.fakediscord import models
 from tests.fakediscord.models import FakeWorld
 from tests.fakediscord.server import FakeDiscord
@@ -67,23 +67,15 @@ def fake_discord_world() -> FakeWorld:
 
 @pytest.fixture
 def container(fake_discord: FakeDiscord, tiny_checkpoint: Path, tmp_path: Path) -> Iterator[Container]:
-    settings = Settings(
+    settings = settings_for_fake(
+        fake_discord,
+        discord={"similar_cases": 0, "message_content_intent": False},
         data_dir=tmp_path / "data",
-        model={"name": str(tiny_checkpoint)},  # type: ignore[arg-type]
-        workers={"allow_private_urls": True},  # type: ignore[arg-type]  (the fake CDN is on 127.0.0.1)
+        model={"name": str(tiny_checkpoint)},
+        workers={"allow_private_urls": True},  # the fake CDN is on 127.0.0.1
         # The guard's margin has its own tests (test_adapter, test_server_adapters); here any gain will do,
         # so the flow does not hinge on how a random model happens to rank these four images.
-        learning={"margin": 0.0},  # type: ignore[arg-type]
-        discord={  # type: ignore[arg-type]
-            "token": fake_discord.token,
-            "api_base": fake_discord.api_base,
-            "gateway_url": fake_discord.gateway_url,
-            "guild_ready_timeout_s": 0.05,
-            "cooldown_user_s": 0,
-            "cooldown_channel_s": 0,
-            "similar_cases": 0,
-            "sync_guild_id": int(fake_discord.guild_id),
-        },
+        learning={"margin": 0.0},
     )
     c = Container(settings)
     yield c
