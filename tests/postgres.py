@@ -1,6 +1,7 @@
 """PostgreSQL for the tests: one fresh database per suite and session, dropped at the end.
 
-The consent ledger and the bot's stores both run every test on SQLite and on PostgreSQL. Point
+The consent ledger, the bot's stores and the examples store run every test on SQLite and on
+PostgreSQL (`BACKENDS`, `sqlite_or_postgres_url`). Point
 `PLIPBOT_TEST_POSTGRES_URL` at another server's admin database to use it; it is read at import,
 because the autouse isolation fixture in tests/conftest.py clears PLIPBOT_* variables before the first
 test asks for a database. Without a reachable PostgreSQL the tests are skipped, except under CI,
@@ -69,3 +70,26 @@ def reset_schema(url: str) -> None:
             connection.exec_driver_sql("CREATE SCHEMA public")
     finally:
         engine.dispose()
+
+
+# The params of a database URL fixture: every store test runs on SQLite, and on PostgreSQL as integration.
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
+
+
+def sqlite_or_postgres_url(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    *,
+    folder: str,
+    filename: str,
+    database_fixture: str,
+) -> Iterator[str]:
+    """The body of a `params=BACKENDS` fixture: an empty database URL. SQLite sits in a folder that does
+    not exist yet (the store makes it); PostgreSQL is the session database that `database_fixture`
+    yields, its schema emptied after the test."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp(folder) / 'data' / filename}"
+        return
+    url: str = request.getfixturevalue(database_fixture)
+    yield url
+    reset_schema(url)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from ingest.consent_ledger import ConsentLedger
-from tests.postgres import reset_schema, temporary_database
+from tests.postgres import BACKENDS, sqlite_or_postgres_url, temporary_database
 
 
 @pytest.fixture(scope="session")
@@ -23,15 +23,16 @@ def _ledger_postgres_database() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+@pytest.fixture(params=BACKENDS)
 def ledger_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """An empty ledger database URL; SQLite sits in a folder that does not exist yet (the ledger makes it)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'data' / 'consent.sqlite3'}"
-        return
-    url: str = request.getfixturevalue("_ledger_postgres_database")
-    yield url
-    reset_schema(url)
+    yield from sqlite_or_postgres_url(
+        request,
+        tmp_path_factory,
+        folder="ledger",
+        filename="consent.sqlite3",
+        database_fixture="_ledger_postgres_database",
+    )
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from learning.examples import ExamplesStore
-from tests.postgres import reset_schema, temporary_database
+from tests.postgres import BACKENDS, sqlite_or_postgres_url, temporary_database
 
 
 @pytest.fixture(scope="session")
@@ -16,16 +16,17 @@ def _learning_postgres_database() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+@pytest.fixture(params=BACKENDS)
 def examples_db_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('learning') / 'data' / 'bot.sqlite3'}"
-        return
-    url: str = request.getfixturevalue("_learning_postgres_database")
-    yield url
-    reset_schema(url)
+    yield from sqlite_or_postgres_url(
+        request,
+        tmp_path_factory,
+        folder="learning",
+        filename="bot.sqlite3",
+        database_fixture="_learning_postgres_database",
+    )
 
 
 @pytest.fixture
