@@ -15,9 +15,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.common import is_owner, member_role_ids, permissions_value
+from bot.cogs.common import check_moderator
 from bot.cogs.privacy import PrivacyCog
-from bot.moderation import parse_label_list, require_moderator
+from bot.moderation import parse_label_list
 from bot.reply import format_label_set
 from model.presets import preset_names
 from model.zeroshot import LabelSet
@@ -51,15 +51,7 @@ class AdminCog(commands.Cog):
 
     async def _moderate(self, interaction: discord.Interaction, change: Callable[[], Any]) -> Any:
         """Check the caller is a moderator, then run `change` (blocking DB work) in a thread."""
-        assert interaction.guild_id is not None
-        store = self.bot.services.guild_config
-        role = await asyncio.to_thread(store.moderator_role, interaction.guild_id)
-        require_moderator(
-            permissions_value(interaction.user),
-            member_role_ids(interaction.user),
-            is_owner(interaction),
-            role,
-        )
+        await check_moderator(self.bot.services.guild_config, interaction)
         return await asyncio.to_thread(change)
 
     def _channel(self, interaction: discord.Interaction, where: Where) -> int | None:

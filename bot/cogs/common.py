@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 import discord
 
+from bot.guild_config import GuildConfigStore
+from bot.moderation import require_moderator
 from bot.services import Attachment, Reply
 
 
@@ -35,3 +38,16 @@ def permissions_value(user: discord.abc.User) -> int:
     """Server-wide permission bits of a member (0 outside a server)."""
     perms = getattr(user, "guild_permissions", None)
     return perms.value if perms is not None else 0
+
+
+async def check_moderator(guild_config: GuildConfigStore, interaction: discord.Interaction) -> None:
+    """Raise PermissionDeniedError unless `can_moderate` allows the member in the interaction's server;
+    the server's moderator role is a database read, so it is read in a thread."""
+    assert interaction.guild_id is not None
+    role = await asyncio.to_thread(guild_config.moderator_role, interaction.guild_id)
+    require_moderator(
+        permissions_value(interaction.user),
+        member_role_ids(interaction.user),
+        is_owner(interaction),
+        role,
+    )

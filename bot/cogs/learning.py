@@ -15,9 +15,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.common import files_of, is_owner, member_role_ids, permissions_value
+from bot.cogs.common import check_moderator, files_of
 from bot.learning import MAX_REVIEWS_SHOWN, ConfirmTarget, LearningActions
-from bot.moderation import require_moderator
 from bot.reply import format_error, user_text
 from learning.examples import ReviewDecision
 from model.zeroshot import LabelSet
@@ -183,15 +182,7 @@ class LearningCog(commands.Cog):
 
     async def require_moderator(self, interaction: discord.Interaction) -> None:
         """Raise PermissionDeniedError unless the member may moderate this server."""
-        assert interaction.guild_id is not None
-        store = self.bot.services.guild_config
-        role = await asyncio.to_thread(store.moderator_role, interaction.guild_id)
-        require_moderator(
-            permissions_value(interaction.user),
-            member_role_ids(interaction.user),
-            is_owner(interaction),
-            role,
-        )
+        await check_moderator(self.bot.services.guild_config, interaction)
 
     async def _label_set(self, guild_id: int, channel_id: int) -> LabelSet:
         config = await asyncio.to_thread(self.bot.services.guild_config.channel_config, guild_id, channel_id)
