@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from plipbot.settings import Settings
+from tests.embedded_settings import embedded_settings
 from tests.fakediscord.server import FakeDiscord
 
 
@@ -35,15 +36,16 @@ def settings_for_fake(fake: FakeDiscord, *, discord: dict[str, Any] | None = Non
 
 
 def embedded_settings_for_fake(
-    fake: FakeDiscord, checkpoint: Path, data_dir: Path, **fields: Any
+    fake: FakeDiscord,
+    checkpoint: Path,
+    data_dir: Path,
+    *,
+    discord: dict[str, Any] | None = None,
+    **fields: Any,
 ) -> Settings:
-    """`settings_for_fake` for the embedded worker on a random checkpoint (NOT PLIP) in `data_dir`: the
-    ingest gate open (a random model cannot judge pathology) and private URLs allowed (the fake CDN is
-    on 127.0.0.1); `fields` add or replace Settings fields (`discord` as in `settings_for_fake`)."""
-    defaults: dict[str, Any] = {
-        "data_dir": data_dir,
-        "model": {"name": str(checkpoint)},
-        "ingest": {"gate_threshold": 0.0},
-        "workers": {"allow_private_urls": True},
-    }
-    return settings_for_fake(fake, **{**defaults, **fields})
+    """`embedded_settings` (tests/embedded_settings.py) with the bot pointed at `fake` as in
+    `settings_for_fake`, and private URLs allowed (the fake CDN is on 127.0.0.1); `fields` add or
+    replace Settings fields."""
+    fields = {"workers": {"allow_private_urls": True}, **fields}
+    section = fake_discord_section(fake, **(discord or {}))
+    return embedded_settings(checkpoint, data_dir, discord=section, **fields)

@@ -22,8 +22,8 @@ from ingest.ocr import OcrSettings, OcrUnavailable, prepare, read_text, tesserac
 from ingest.phi import PhiKind, screen_image_text
 from ingest.pipeline import Outcome, PostImage
 from plipbot.composition import Container
-from plipbot.settings import load_settings
 from tests import imagegen
+from tests.embedded_settings import embedded_settings
 from tests.ingest.slide_labels import he_field, render, slide_labels
 
 if tesseract_path() is None:
@@ -77,11 +77,7 @@ GUILD = 501
 
 @pytest.fixture
 def container(tiny_checkpoint: Path, tmp_path: Path) -> Iterator[Container]:
-    c = Container(
-        load_settings(
-            data_dir=tmp_path / "data", model={"name": str(tiny_checkpoint)}, ingest={"gate_threshold": 0.0}
-        )
-    )
+    c = Container(embedded_settings(tiny_checkpoint, tmp_path / "data"))
     yield c
     c.close()
 

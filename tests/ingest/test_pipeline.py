@@ -19,6 +19,7 @@ from plipbot.composition import Container
 from plipbot.settings import load_settings
 from store.ids import case_point_id
 from store.records import SearchFilter
+from tests.embedded_settings import embedded_settings
 from tests.imagegen import encode, ihc, noise, png_claiming_size, solid, texture
 
 GUILD, OTHER_GUILD = 1001, 2002
@@ -29,11 +30,7 @@ ALICE, BOB = 11, 22
 def container(tiny_checkpoint: Path, tmp_path: Path) -> Any:
     # A random checkpoint cannot tell pathology from a selfie: the gate is off here (threshold 0) and
     # tested on its own below.
-    c = Container(
-        load_settings(
-            data_dir=tmp_path / "data", model={"name": str(tiny_checkpoint)}, ingest={"gate_threshold": 0.0}
-        )
-    )
+    c = Container(embedded_settings(tiny_checkpoint, tmp_path / "data"))
     yield c
     c.close()
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from plipbot.composition import Container
-from plipbot.settings import Settings
 from tests import imagegen
+from tests.embedded_settings import embedded_settings
 from tests.learning.folders import CLASS_COLOURS, textured
 from workers.case_contracts import IngestPostRequest, IngestPostResult
 from workers.client import TaskClient
@@ -29,12 +29,7 @@ LABELS = ["tumor", "normal"]
 
 @pytest.fixture
 def container(tiny_checkpoint: Path, tmp_path: Path) -> Iterator[Container]:
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        model={"name": str(tiny_checkpoint)},  # type: ignore[arg-type]
-        ingest={"gate_threshold": 0.0},  # type: ignore[arg-type]  (a random model cannot judge pathology)
-    )
-    c = Container(settings)
+    c = Container(embedded_settings(tiny_checkpoint, tmp_path / "data"))
     yield c
     c.close()
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from plipbot.composition import Container
-from plipbot.settings import Settings
 from tests import imagegen
+from tests.embedded_settings import embedded_settings
 from workers.case_contracts import (
     AnswerRequest,
     AnswerResult,
@@ -31,12 +31,7 @@ ALICE = 71
 
 @pytest.fixture
 def container(tiny_checkpoint: Path, tmp_path: Path) -> Iterator[Container]:
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        model={"name": str(tiny_checkpoint)},  # type: ignore[arg-type]
-        ingest={"gate_threshold": 0.0},  # type: ignore[arg-type]  (a random model cannot judge pathology)
-    )
-    c = Container(settings)
+    c = Container(embedded_settings(tiny_checkpoint, tmp_path / "data"))
     yield c
     c.task_client.close()
     c.close()
