@@ -15,6 +15,7 @@ from bot.ingest_notice import ingest_notice
 from plipbot.composition import Container
 from tests import imagegen
 from tests.bot.settings_for_fake import embedded_settings_for_fake
+from tests.bot.test_bot_e2e import invoke_sub
 from tests.fakediscord.server import FakeDiscord
 
 pytest_plugins = ["tests.fakediscord.conftest_plugin"]
@@ -72,12 +73,6 @@ def container(fake_discord: FakeDiscord, tiny_checkpoint: Path, tmp_path: Path) 
     c.close()
 
 
-def _invoke_sub(fake: FakeDiscord, group: str, sub: str, user: object = None) -> dict:
-    from tests.fakediscord import models
-
-    return fake.invoke_slash_command(group, {sub: models.SubcommandOptions({})}, user=user)  # type: ignore[arg-type]
-
-
 def test_a_post_with_an_identifier_gets_one_dm_that_does_not_repeat_it(
     fake_discord: FakeDiscord, container: Container, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -87,9 +82,9 @@ def test_a_post_with_an_identifier_gets_one_dm_that_does_not_repeat_it(
 
     async def scenario() -> None:
         async with fake_discord.connected(build_bot(container)):
-            enable = _invoke_sub(fake_discord, "ingest", "enable", user=owner)
+            enable = invoke_sub(fake_discord, "ingest", "enable", {}, user=owner)
             await fake_discord.wait_for_interaction_response(enable["id"])
-            grant = _invoke_sub(fake_discord, "consent", "grant")
+            grant = invoke_sub(fake_discord, "consent", "grant", {})
             await fake_discord.wait_for_interaction_response(grant["id"])
 
             first = fake_discord.add_attachment(tissue, "a.png", "image/png")

@@ -20,6 +20,7 @@ from bot.app import build_bot
 from plipbot.composition import Container
 from tests import imagegen
 from tests.bot.settings_for_fake import settings_for_fake
+from tests.bot.test_bot_e2e import content_of, invoke_sub
 from tests.fakediscord import models
 from tests.fakediscord.models import FakeWorld
 from tests.fakediscord.server import FakeDiscord
@@ -86,11 +87,6 @@ def image(family: str, seed: int) -> bytes:
     return imagegen.encode(textured(CLASS_COLOURS[family], seed, size=96))
 
 
-def content_of(request: Any) -> str:
-    data = request.json
-    return (data.get("data") or data).get("content") or ""
-
-
 def probabilities(content: str) -> dict[str, float]:
     """Label -> shown probability (percent) from an answer's numbered suggestion lines."""
     found = re.findall(r"^\d+\. \*\*(.+?)\*\* — [<>]?([\d.]+)%", content, flags=re.MULTILINE)
@@ -101,10 +97,6 @@ def top_label(content: str) -> str:
     shown = probabilities(content)
     assert shown, content
     return next(iter(shown))
-
-
-def invoke_sub(fake: FakeDiscord, group: str, sub: str, options: dict[str, object], user: Any = None) -> Any:
-    return fake.invoke_slash_command(group, {sub: models.SubcommandOptions(options)}, user=user)
 
 
 class Scenario:
