@@ -83,8 +83,8 @@ def server_rows(
     store.set_learning(GUILD, True, actor_id=4)
     adapters = ServerAdapters(store)
 
-    def adapted_step() -> object:
-        server = adapters.adapter_for(
+    def server_adapter() -> Any:
+        return adapters.adapter_for(
             guild_id=GUILD,
             channel_id=CHANNEL,
             model_key=key,
@@ -93,21 +93,16 @@ def server_rows(
             label_embeddings=embeddings,
             logit_scale=encoder.logit_scale,
         )
+
+    def adapted_step() -> object:
+        server = server_adapter()
         if server is None or server.adapter is None:
             return None
         answer = adapt_logits(vector, encoder.logit_scale * (vector @ embeddings.T), server.adapter)
         return classifier.prediction(answer.adapted, label_set, 3)
 
     adapted_step()
-    fitted = adapters.adapter_for(
-        guild_id=GUILD,
-        channel_id=CHANNEL,
-        model_key=key,
-        label_set=label_set,
-        label_set_cache_key=cache_key,
-        label_embeddings=embeddings,
-        logit_scale=encoder.logit_scale,
-    )
+    fitted = server_adapter()
     state = "used" if fitted is not None and fitted.active else "guard: zero-shot"
     hit = timings_ms(adapted_step, repeats * 4)
     counter = iter(range(10**6))
