@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageCms
 
 from model.images import ImageLimits
+from tests.imagegen import png_claiming_size
 
 
 @dataclass(frozen=True)
@@ -323,7 +324,7 @@ def hostile_files(
             "png-claims-2-gigapixels",
             False,
             "45000x45000 PNG header, garbage body",
-            lambda: png_claiming(45000),
+            lambda: png_claiming_size(45000, 45000),
         ),
         (
             "tiff-claims-4-gigapixels",
@@ -423,17 +424,6 @@ def hostile_files(
     for name, accepted, note, build in builders:
         if names is None or name in names:
             yield HostileFile(name, build(), accepted, note)
-
-
-def png_claiming(side: int) -> bytes:
-    """A PNG header claiming side x side RGB with a garbage body (cf. tests.imagegen)."""
-    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", zlib.compress(b"not really pixels"))
-        + _chunk(b"IEND", b"")
-    )
 
 
 def _noise_png(side: int) -> bytes:
