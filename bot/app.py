@@ -8,8 +8,10 @@ mention the bot, and slash commands carry their options.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -23,6 +25,9 @@ if TYPE_CHECKING:
     from plipbot.composition import Container
 
 log = logging.getLogger(__name__)
+
+DRAIN_S = 5.0
+"""On stop, how long handlers already running (an answer on its way to Discord) may take to finish."""
 
 
 class PlipBot(commands.Bot):
@@ -41,6 +46,30 @@ class PlipBot(commands.Bot):
         )
         self.services = services
         self.tree.on_error = self._on_app_command_error  # type: ignore[method-assign]
+        self._event_tasks: set[asyncio.Task[Any]] = set()
+
+    def _schedule_event(
+        self,
+        coro: Callable[..., Coroutine[Any, Any, Any]],
+        event_name: str,
+        *args: Any,
+        **kwargs: Any,
+    ) -> asyncio.Task[Any]:
+        # Every event handler (mentions, deletions, consent) runs as a task discord.py forgets; keeping
+        # them lets `close` wait for an answer that is half sent instead of cutting its connection.
+        task = super()._schedule_event(coro, event_name, *args, **kwargs)
+        self._event_tasks.add(task)
+        task.add_done_callback(self._event_tasks.discard)
+        return task
+
+    async def close(self) -> None:
+        """Stop (Ctrl-C, SIGTERM): let handlers in flight finish, up to DRAIN_S, then disconnect."""
+        current = asyncio.current_task()
+        pending = [task for task in self._event_tasks if task is not current and not task.done()]
+        if pending:
+            log.info("waiting for %d handler(s) in flight before closing", len(pending))
+            await asyncio.wait(pending, timeout=DRAIN_S)
+        await super().close()
 
     async def setup_hook(self) -> None:
         """Load the cogs and sync slash commands (to one test server when configured, else globally)."""

@@ -158,6 +158,29 @@ def test_plipbot_run_logs_in_answers_a_mention_and_exits_cleanly_on_sigint(
     assert "Traceback" not in bot.stderr, bot.output()
 
 
+def test_a_stop_mid_reply_lets_the_reply_finish(
+    fake_discord: FakeDiscord, start_bot: Callable[[], BotProcess]
+) -> None:
+    """SIGTERM while the answer is on its way to Discord: the reply completes, then the bot exits."""
+    bot = start_bot()
+    fake_discord.delay_responses("create_message", 1.5)
+    attachment = fake_discord.add_attachment(
+        imagegen.encode(imagegen.ihc().crop((0, 0, 120, 120))), "tile.png", "image/png"
+    )
+    mark = fake_discord.mark()
+    fake_discord.post_user_message("what is this?", mention_bot=True, attachments=[attachment])
+
+    def sending() -> object:
+        bot.alive_or_none()
+        return fake_discord.sent_messages(fake_discord.channel_id, after=mark) or None
+
+    fake_discord.wait_until_blocking(sending, timeout=ANSWER_TIMEOUT_S, what="the bot's reply")
+    code = bot.stop(signal.SIGTERM)  # the reply's response is still 1.5 s away
+    assert code == 0, f"exit code {code} after SIGTERM\n{bot.output()}"
+    assert "waiting for 1 handler(s) in flight" in bot.stderr, bot.output()
+    assert "Traceback" not in bot.stderr, bot.output()
+
+
 def test_plipbot_run_exits_cleanly_on_sigterm(start_bot: Callable[[], BotProcess]) -> None:
     """What `docker stop` (through compose's `init: true`), systemd and Kubernetes send."""
     bot = start_bot()

@@ -301,6 +301,7 @@ class FakeDiscord:
         self._interactions_by_token: dict[str, _InteractionState] = {}
         self._commands: dict[str | None, list[Payload]] = {}
         self._requests: list[RecordedRequest] = []
+        self._response_delays: dict[str, float] = {}  # route name -> seconds before answering
         self._errors: list[str] = []
         self._client_errors: list[BaseException] = []
         self._cdn_downloads: list[str] = []
@@ -543,6 +544,12 @@ class FakeDiscord:
     @property
     def identify_payloads(self) -> list[Payload]:
         return [payload["d"] for payload in self.gateway_received if payload.get("op") == 2]
+
+    def delay_responses(self, route_name: str, seconds: float) -> None:
+        """Answer requests of `route_name` (e.g. "create_message") `seconds` after recording them, as a
+        slow Discord would: lets a test stop the bot while its request is in flight."""
+        with self._lock:
+            self._response_delays[route_name] = seconds
 
     def mark(self) -> int:
         """A position in :attr:`requests`; pass it as ``after=`` to wait only for later calls."""
@@ -1551,6 +1558,9 @@ class FakeDiscord:
             recorded.index = len(self._requests)
             self._requests.append(recorded)
             self._notify_locked()
+            delay = self._response_delays.get(route.name) if route else None
+        if delay:
+            await asyncio.sleep(delay)
         if reply.body is None:
             return web.Response(status=reply.status)
         # exactly "application/json": discord.py's json_or_text() compares the header verbatim
