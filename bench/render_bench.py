@@ -218,6 +218,9 @@ def _time_pair(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--repeats", type=int, default=60)
+    parser.add_argument(
+        "--markdown", action="store_true", help="accepted for bench/run_all.py: the table is markdown already"
+    )
     args = parser.parse_args()
 
     slide = ihc()
