@@ -33,6 +33,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.machine import render_table
 from model.fast_vision import FastVisionTower
 from model.open_clip_lite import CLIP
 from model.preprocess import preprocess_batch
@@ -51,16 +52,6 @@ TINY = {
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
 }
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def render(header: list[str], rows: list[list[str]], markdown: bool) -> str:
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    out = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
-    out.insert(1, "-" * len(out[0]))
-    return "\n".join(out)
 
 
 def jpegs(n: int, seed: int = 0) -> list[bytes]:
@@ -219,7 +210,8 @@ def main() -> None:
     goal = "goal >= 5,000 img/s with decode on one H200"
     print(f"device {name}; torch {torch.__version__}; model {shape}; {goal}.")
     print()
-    print(render(["what", "plipbot", "baseline: fp32 forward", "ratio"], rows + cosines, args.markdown))
+    header = ["what", "plipbot", "baseline: fp32 forward", "ratio"]
+    print(render_table(header, rows + cosines, args.markdown, align="left"))
 
 
 if __name__ == "__main__":

@@ -29,21 +29,13 @@ AVX2_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "AT
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.machine import render_table  # noqa: E402
+
 
 def _reexec_capped() -> None:
     if all(os.environ.get(k) == v for k, v in AVX2_ENV.items()):
         return
     os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **AVX2_ENV})
-
-
-def render(header: list[str], rows: list[list[str]], markdown: bool) -> str:
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    out = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
-    out.insert(1, "-" * len(out[0]))
-    return "\n".join(out)
 
 
 def jpeg_corpus(n: int) -> list[bytes]:
@@ -232,7 +224,7 @@ def main() -> None:
     )
     print()
     header = ["what", "plipbot", "baseline: CLIPProcessor + CLIPModel (fp32, SDPA)", "ratio"]
-    print(render(header, rows, args.markdown))
+    print(render_table(header, rows, args.markdown, align="left"))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import render_table  # noqa: E402
+
 HEAVY = (
     "transformers", "torchvision", "matplotlib", "sqlalchemy", "celery", "qdrant_client", "discord", "timm"
 )
@@ -41,16 +43,6 @@ except SystemExit:
     pass
 print("HEAVY:" + ",".join(m for m in {heavy!r} if m in sys.modules), file=sys.stderr)
 """
-
-
-def render(header: list[str], rows: list[list[str]], markdown: bool) -> str:
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    out = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
-    out.insert(1, "-" * len(out[0]))
-    return "\n".join(out)
 
 
 def _image_bytes(seed: int) -> bytes:
@@ -164,7 +156,7 @@ def main() -> None:
     cores = os.cpu_count()
     print(f"CPU {cpu_info.model} ({cpu_info.isa_summary}), {cores} cores; model: {shape}; embedded mode.")
     print()
-    print(render(["what", "plipbot", "baseline", "ratio"], rows, args.markdown))
+    print(render_table(["what", "plipbot", "baseline", "ratio"], rows, args.markdown, align="left"))
 
 
 if __name__ == "__main__":
