@@ -158,6 +158,8 @@ class PrivacyCog(commands.Cog):
             await user.send(erasure_done_text(erasure))
         except discord.Forbidden:
             log.info("erasure %s done; the user does not accept direct messages", erasure.id)
+        except discord.NotFound:  # the account was deleted: no later sweep can reach it either
+            log.info("erasure %s done; the user's account no longer exists", erasure.id)
         except discord.HTTPException as err:
             log.warning("erasure %s done; the notice failed (%s), retried next sweep", erasure.id, err.status)
             return False

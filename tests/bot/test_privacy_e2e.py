@@ -118,3 +118,22 @@ def test_sharing_deletion_removal_and_an_interrupted_withdrawal(
             )
 
     asyncio.run(scenario())
+
+
+def test_an_erasure_notice_to_a_deleted_account_is_recorded_not_retried_forever(
+    fake_discord: FakeDiscord, container: Container
+) -> None:
+    """A user who deleted their Discord account (404 Unknown User) can never be told: the sweep must
+    record the notice as settled, not try again every round for ever."""
+    ledger = container.consent_ledger
+    gone_user = 424242424242424242  # no such user in the fake Discord
+    erasure = ledger.open_erasure(gone_user, int(fake_discord.guild_id))
+    assert ledger.complete_erasure(erasure.id, 0, notified=False)
+
+    async def scenario() -> None:
+        async with fake_discord.connected(build_bot(container)):
+            await fake_discord.wait_until(
+                lambda: ledger.unnotified_erasures() == [] or None, timeout=15, what="the notice settled"
+            )
+
+    asyncio.run(scenario())
