@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
@@ -316,10 +316,14 @@ class IngestPipeline:
         except BaseException:
             self.thumbnails.delete([post.point_id])
             raise
-        if self._scope_now(post) is None:  # consent withdrawn while we were writing: undo
+        scope_after = self._scope_now(post)
+        if scope_after is None:  # consent withdrawn while we were writing: undo
             self.case_store.delete([post.point_id])
             self.thumbnails.delete([post.point_id])
             return IngestResult(post.point_id, Outcome.NO_CONSENT, "consent was withdrawn", name=post.name)
+        if scope_after is not scope:  # narrowed while we were writing: a re-scope then could not see it
+            payload = record.payload.model_copy(update={"scope": scope_after.value})
+            self.case_store.upsert([replace(record, payload=payload)])
         return IngestResult(post.point_id, Outcome.INGESTED, "; ".join(prepared.notes), name=post.name)
 
     # ------------------------------------------------------------------ entry points

@@ -350,3 +350,37 @@ def test_the_pipeline_reads_the_servers_sharing_when_it_stores(container: Contai
     private = pipeline.ingest([post(images[1], message=96, author=BOB)])[0]
     scopes = {r.id: r.payload.scope for r in pipeline.case_store.get([shared.point_id, private.point_id])}
     assert scopes == {shared.point_id: "shared", private.point_id: "server"}
+
+
+def test_a_consent_narrowed_while_the_case_is_written_is_not_left_shared(container: Container) -> None:
+    """The author narrows to 'server' after the upsert read their consent but before the point exists, and
+    the re-scope task (another worker) runs in that window, so it cannot see the point: the pipeline's
+    own re-check after the write must stamp it 'server', or it stays in the shared corpus."""
+    from ingest.scoping import rescope_user
+
+    pipeline = container.ingest_pipeline
+    ledger = pipeline.consent_ledger
+    ledger.grant(ALICE, GUILD, "shared")
+    container.guild_config.set_sharing(GUILD, True, actor_id=1)
+    checks: list[int] = []
+
+    def shares_then_narrow(guild_id: int) -> bool:
+        checks.append(guild_id)
+        if len(checks) == 2:  # the upsert's consent check (the first one is on arrival)
+            ledger.grant(ALICE, GUILD, "server")
+            rescope_user(
+                case_stores=[pipeline.case_store],
+                consent_ledger=ledger,
+                user_id=ALICE,
+                guild_id=GUILD,
+                guild_shares=True,
+            )
+        return True
+
+    pipeline.guild_shares = shares_then_narrow
+    [result] = pipeline.ingest([post(crops()[0], message=97)])
+    assert result.outcome is Outcome.INGESTED and len(checks) >= 2
+    [record] = pipeline.case_store.get([result.point_id])
+    assert record.payload.scope == "server"
+    elsewhere = SearchFilter(guild_id=OTHER_GUILD, sharing_guilds=frozenset({GUILD}))
+    assert pipeline.case_store.count(elsewhere) == 0
