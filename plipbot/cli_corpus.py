@@ -147,12 +147,29 @@ def _forget(container: Container, user_id: int, guild_id: int | None) -> int:
     ).cases
 
 
+def _rescope_user(container: Container, user_id: int, guild_id: int) -> None:
+    """Stamp the user's cases in the server with the scope their consent allows now (as the bot's
+    re-scope task does after `/consent grant`), in every collection."""
+    from ingest.scoping import rescope_user
+
+    rescope_user(
+        case_stores=container.all_case_stores(),
+        consent_ledger=container.consent_ledger,
+        user_id=user_id,
+        guild_id=guild_id,
+        guild_shares=container.guild_config.sharing(guild_id),
+    )
+
+
 def run_consent(args: argparse.Namespace, container: Container) -> int:
     """`plipbot consent grant|withdraw|status --user ID --guild ID`."""
     ledger = container.consent_ledger
     try:
         if args.consent_command == "grant":
+            before = ledger.current(args.user, args.guild)
             consent = ledger.grant(args.user, args.guild, args.scope, actor_id=OPERATOR_ACTOR_ID)
+            if before is not None and before.scope is not consent.scope:
+                _rescope_user(container, args.user, args.guild)  # narrowed: its shared cases leave
             scope = consent.scope.value
             print(f"user {args.user} consents in guild {args.guild} ({scope}) since {consent.granted_at}")
         elif args.consent_command == "withdraw":

@@ -231,3 +231,35 @@ def test_consent_cli_and_forget_remove_every_trace(
     assert json.loads(out) == []
     code, out, _ = run(capsys, "consent", "status", "--user", "11", "--guild", str(GUILD))
     assert "no active consent" in out and "delete" in out and "withdraw" in out
+
+
+def test_consent_cli_narrowing_rescopes_the_shared_cases(
+    capsys: pytest.CaptureFixture[str], tiny_checkpoint: Path
+) -> None:
+    """An operator narrowing a member's consent to 'server' takes their cases out of the shared corpus, as
+    `/consent grant scope:server` does (searches check the server's sharing, not each member's scope)."""
+    settings = load_settings(model={"name": str(tiny_checkpoint)}, ingest={"gate_threshold": 0.0})
+    code, _, err = run(capsys, "consent", "grant", "--user", "11", "--guild", str(GUILD), "--scope", "shared")
+    assert code == 0, err
+    container = Container(settings)
+    container.guild_config.set_sharing(GUILD, True, actor_id=1)
+    post = PostImage(
+        point_id=case_point_id(GUILD, 300, 1),
+        guild_id=GUILD,
+        author_id=11,
+        message_id=300,
+        image=encode(ihc().crop((0, 0, 200, 200))),
+        created_at=datetime.now(UTC),
+        caption="shared case",
+    )
+    [result] = container.ingest_pipeline.ingest([post])
+    assert container.case_store.get([result.point_id])[0].payload.scope == "shared"
+    container.close()  # the embedded store has one owner at a time
+
+    code, _, err = run(capsys, "consent", "grant", "--user", "11", "--guild", str(GUILD), "--scope", "server")
+    assert code == 0, err
+    container = Container(settings)
+    try:
+        assert container.case_store.get([result.point_id])[0].payload.scope == "server"
+    finally:
+        container.close()
