@@ -3,25 +3,21 @@
 Results are only comparable on the same CPU, so each script names it; bench/run_all.py pastes the
 markdown tables (`--markdown`) into BENCHMARKS.md. Bench scripts are run as `python bench/x.py`, so
 they put the repository root on sys.path before `from bench.machine import ...`. Nothing here imports
-torch or project code: the scripts that time imports (startup, PHI) stay unaffected.
+torch (model.precision reads /proc/cpuinfo without it): the scripts that time imports stay unaffected.
 """
 
 from __future__ import annotations
 
 import platform
 from collections.abc import Sequence
-from pathlib import Path
+
+from model.precision import proc_cpuinfo
 
 
 def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (results are only comparable on the same CPU)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    """The CPU model (results are only comparable on the same CPU), read as precision `auto` reads it."""
+    found = proc_cpuinfo()
+    return found[0] if found is not None else platform.processor() or "unknown CPU"
 
 
 def render_table(

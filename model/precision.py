@@ -61,7 +61,9 @@ class CpuInfo:
         return " ".join(shown) or "no AVX2"
 
 
-def _proc_cpuinfo() -> tuple[str, frozenset[str]] | None:
+def proc_cpuinfo() -> tuple[str, frozenset[str]] | None:
+    """The CPU model and flags from /proc/cpuinfo (None without it); imports nothing heavy, so bench
+    scripts name their CPU with it too."""
     try:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
@@ -84,7 +86,7 @@ def detect_cpu() -> CpuInfo:
     import torch
 
     capability = str(torch.backends.cpu.get_cpu_capability())
-    found = _proc_cpuinfo()
+    found = proc_cpuinfo()
     if found is not None and found[1]:
         model, flags = found
     else:  # macOS, Windows, or a sandbox without /proc: ask torch (private helpers, so guarded)
